@@ -1,0 +1,149 @@
+/* reel.c: the `reel` command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/log.h"
+#include "workers/workers.h"
+
+extern char **environ;
+
+const worker_def_t *const reel_workers[] = {&count_worker, NULL};
+
+const worker_def_t *reel_worker_find(const char *name) {
+    for (size_t i = 0; reel_workers[i]; i++)
+        if (strcmp(reel_workers[i]->name, name) == 0) return reel_workers[i];
+    return NULL;
+}
+
+config_t *cli_config(const cli_opts_t *opts) {
+    char err[512];
+    config_t *c = config_new();
+    if (!c) {
+        fprintf(stderr, "reel: out of memory\n");
+        return NULL;
+    }
+    if (opts->config_file && config_load_file(c, opts->config_file, err, sizeof err) < 0) {
+        fprintf(stderr, "reel: %s\n", err);
+        config_destroy(c);
+        return NULL;
+    }
+    config_load_env(c, environ);
+    for (int i = 0; i < opts->n_overrides; i++) {
+        if (config_set_pair(c, opts->overrides[i], err, sizeof err) < 0) {
+            fprintf(stderr, "reel: -X %s: %s\n", opts->overrides[i], err);
+            config_destroy(c);
+            return NULL;
+        }
+    }
+    /* Defaults last: config_apply_defaults never overrides a set key. */
+    config_apply_defaults(c, rt_config_keys);
+    for (size_t i = 0; reel_workers[i]; i++)
+        if (reel_workers[i]->config) config_apply_defaults(c, reel_workers[i]->config);
+    if (log_set_level_name(config_get(c, "log.level", "info")) < 0) {
+        fprintf(stderr, "reel: log.level: unknown level %s\n", config_get(c, "log.level", ""));
+        config_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "reel %s: machine learning workers on a Kafka event bus, state in Redis\n"
+            "\n"
+            "usage: reel COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  run WORKER... [-c FILE] [-X key=value]...   run workers until SIGINT/SIGTERM\n"
+            "  demo [--bootstrap-servers B] [--redis-url U] run the pipeline end to end\n"
+            "  produce --topic T [-c FILE] [-X k=v]...     JSON lines on stdin -> Avro records\n"
+            "  consume --topic T [--from-beginning] [--max N] [--timeout-ms MS]\n"
+            "                                              records -> JSON lines on stdout\n"
+            "  mock-kafka [--brokers N] [--partitions P] [--topics a,b,...]\n"
+            "                                              an in-process Kafka-protocol cluster\n"
+            "  config                                      every configuration key\n"
+            "  version                                     the version\n"
+            "\n"
+            "workers:\n",
+            REEL_VERSION);
+    for (size_t i = 0; reel_workers[i]; i++)
+        fprintf(out, "  %-10s %s\n", reel_workers[i]->name, reel_workers[i]->description);
+    fprintf(out, "\nConfiguration: built-in defaults < -c FILE < REEL_* environment < -X.\n"
+                 "`reel config` lists the keys.\n");
+}
+
+static int cmd_config(void) {
+    printf("# runtime\n");
+    config_print_keys(rt_config_keys, stdout);
+    for (size_t i = 0; reel_workers[i]; i++) {
+        printf("\n# worker %s\n", reel_workers[i]->name);
+        if (reel_workers[i]->config) config_print_keys(reel_workers[i]->config, stdout);
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+    const worker_def_t *workers[16];
+    size_t n = 0;
+    const char *overrides[256];
+    cli_opts_t opts = {NULL, overrides, 0};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            opts.config_file = argv[++i];
+        } else if (strcmp(argv[i], "-X") == 0 && i + 1 < argc) {
+            if (opts.n_overrides < 256) overrides[opts.n_overrides++] = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: reel run WORKER... [-c FILE] [-X key=value]...\n\n");
+            return cmd_config();
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "reel run: unknown option %s\n", argv[i]);
+            return 2;
+        } else {
+            const worker_def_t *w = reel_worker_find(argv[i]);
+            if (!w) {
+                fprintf(stderr, "reel run: unknown worker %s (see reel --help)\n", argv[i]);
+                return 2;
+            }
+            if (n < 16) workers[n++] = w;
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "reel run: name at least one worker (see reel --help)\n");
+        return 2;
+    }
+    config_t *config = cli_config(&opts);
+    if (!config) return 2;
+    log_set_component("run");
+    rt_install_signal_handlers();
+    char err[512];
+    int rc = rt_run(workers, n, config, err, sizeof err);
+    if (rc < 0) log_error("run_failed", "%s", err);
+    config_destroy(config);
+    return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("reel %s\n", REEL_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "produce") == 0) return cmd_produce(argc - 1, argv + 1);
+    if (strcmp(cmd, "consume") == 0) return cmd_consume(argc - 1, argv + 1);
+    if (strcmp(cmd, "mock-kafka") == 0) return cmd_mock_kafka(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "config") == 0) return cmd_config();
+    fprintf(stderr, "reel: unknown command %s\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

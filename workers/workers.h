@@ -1,0 +1,36 @@
+/* workers.h: the workers and subcommands linked into the `reel` binary. */
+#ifndef REEL_WORKERS_H
+#define REEL_WORKERS_H
+
+#include "pipeline/config.h"
+#include "pipeline/runtime.h"
+
+/* The runtime's built-in counting pipeline: counts records per key in Redis
+ * and emits one CountUpdate per input record. */
+extern const worker_def_t count_worker;
+
+/* Every worker `reel run` knows, NULL-terminated. */
+extern const worker_def_t *const reel_workers[];
+const worker_def_t *reel_worker_find(const char *name);
+
+/* Command-line options shared by the subcommands: -c FILE, -X key=value,
+ * applied over defaults and the environment in that order. */
+typedef struct cli_opts {
+    const char *config_file;
+    const char **overrides; /* "key=value" */
+    int n_overrides;
+} cli_opts_t;
+
+/* Builds the configuration: runtime defaults, every worker's defaults, the
+ * file, REEL_* variables, then -X. Returns a config the caller frees with
+ * config_destroy(), or NULL after printing the reason on stderr. */
+config_t *cli_config(const cli_opts_t *opts);
+
+/* Subcommands; each returns the process exit status. argv[0] is the
+ * subcommand name. */
+int cmd_mock_kafka(int argc, char **argv);
+int cmd_produce(int argc, char **argv);
+int cmd_consume(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif
