@@ -29,7 +29,7 @@ const config_key_t rt_config_keys[] = {
     {"max.record.bytes", "8388608", "Larger records go to the DLQ without being decoded."},
     {"auto.offset.reset", "earliest",
      "Where a partition starts when Redis holds no offset for it: earliest or latest."},
-    {"delivery.timeout.ms", "120000",
+    {"batch.delivery.timeout.ms", "120000",
      "How long outputs may wait for the brokers before a batch is retried."},
     {"stats.interval.ms", "5000", "How often consumer lag is read from librdkafka statistics."},
     {"log.level", "info", "debug, info, warn, error or off."},
@@ -515,9 +515,11 @@ static void decode_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t n) {
 /* Waits until every queued output is delivered or delivery.timeout.ms has
  * passed. Returns 0 when all were delivered without error. */
 static int wait_deliveries(rt_ctx_t *ctx) {
-    int64_t deadline = now_ms() + ctx->delivery_timeout_ms;
+    int64_t start = now_ms(), deadline = start + ctx->delivery_timeout_ms;
     while (rd_kafka_outq_len(ctx->producer) > 0) {
-        if (now_ms() > deadline) {
+        /* On shutdown a batch whose brokers are away is abandoned after a
+         * while: it is not committed, so its records are read again. */
+        if (now_ms() > deadline || (rt_stopping() && now_ms() - start > 10000)) {
             snprintf(ctx->delivery_error, sizeof ctx->delivery_error,
                      "%d outputs undelivered after %" PRId64 " ms",
                      rd_kafka_outq_len(ctx->producer), ctx->delivery_timeout_ms);
@@ -802,7 +804,7 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
     ctx->batch_max = (size_t)config_get_int(config, "batch.max.records", 2000);
     ctx->batch_ms = (int)config_get_int(config, "batch.max.ms", 100);
     ctx->max_record_bytes = (size_t)config_get_int(config, "max.record.bytes", 8388608);
-    ctx->delivery_timeout_ms = config_get_int(config, "delivery.timeout.ms", 120000);
+    ctx->delivery_timeout_ms = config_get_int(config, "batch.delivery.timeout.ms", 120000);
     ctx->reset_latest = strcmp(config_get(config, "auto.offset.reset", "earliest"), "latest") == 0;
     char key[256];
     snprintf(key, sizeof key, "%s.reload.interval.ms", def->name);

@@ -77,7 +77,10 @@ kafka_ctl() { echo "$*" >&7; }
 
 # Common -X options for every reel command of a test.
 reel_opts() {
-    echo "-X kafka.bootstrap.servers=$BOOTSTRAP -X redis.url=$REDIS_URL -X metrics.port=-1"
+    # A short session timeout lets a SIGKILLed member's partitions move
+    # within seconds instead of librdkafka's default 45 s.
+    echo "-X kafka.bootstrap.servers=$BOOTSTRAP -X redis.url=$REDIS_URL -X metrics.port=-1" \
+        "-X kafka.consumer.session.timeout.ms=6000 -X kafka.consumer.heartbeat.interval.ms=1000"
 }
 
 # gen_events N USERS SEED: N ViewingEvent JSON lines over USERS user ids.

@@ -1,0 +1,78 @@
+#!/bin/bash
+# Bad records (empty, too short, wrong magic byte, unknown schema id, a
+# truncated record, a huge length prefix, random bytes, an oversized record,
+# a record without a key) each become one DLQ record carrying the original
+# bytes and error headers; the worker goes on and counts the good ones.
+source "$(dirname "$0")/lib.sh"
+
+start_redis
+start_kafka 1 2
+gen_events 1000 50 3 >"$WORK/events.jsonl"
+# shellcheck disable=SC2046
+"$REEL" produce --topic viewing-events $(reel_opts) <"$WORK/events.jsonl" 2>"$WORK/produce.err" ||
+    fail "produce failed"
+
+# A valid record's raw bytes, to derive broken ones from.
+good=$(kcat -C -b "$BOOTSTRAP" -t viewing-events -p 0 -o 0 -c 1 -e -q -f '%s' | base64 -w0)
+[ -n "$good" ] || fail "could not read a valid record"
+python3 - "$good" >"$WORK/bad.b64" <<'PY'
+import base64, os, random, sys
+good = base64.b64decode(sys.argv[1])
+random.seed(42)
+bad = [
+    b"\x00",                                  # too short
+    b"\x00\x00\x00",                          # too short
+    b"{\"user_id\":\"x\"}",                   # JSON, wrong magic byte
+    b"\x00\x00\x00\x27\x0f" + good[5:],       # schema id 9999
+    b"\x00\x00\x00\x07\xd1" + good[5:],       # schema id 2001: a Recommendations, not a ViewingEvent
+    good[: len(good) // 2],                   # truncated
+    good + b"\x01\x02",                       # trailing bytes
+    good[:5] + b"\xfe\xff\xff\xff\x0f" + b"a" * 10,  # string length prefix of ~2 GB
+    good[:5] + bytes(random.randrange(256) for _ in range(40)),
+    good[:5] + b"\x02" + b"z" * 5000,         # larger than max.record.bytes below
+]
+for b in bad:
+    print(base64.b64encode(b).decode())
+PY
+NBAD=$(wc -l <"$WORK/bad.b64")
+# shellcheck disable=SC2046
+"$REEL" produce --topic viewing-events --raw-base64 $(reel_opts) <"$WORK/bad.b64" \
+    2>>"$WORK/produce.err" || fail "raw produce failed"
+# A valid record with no key cannot be counted: the worker itself rejects it.
+printf '%s\n' "$good" | base64 -d | kcat -P -b "$BOOTSTRAP" -t viewing-events -p 1 ||
+    fail "kcat produce failed"
+# More good records after the bad ones: the worker must go on.
+gen_events 500 50 4 | sed 's/"event_id":"e/"event_id":"f/' >"$WORK/more.jsonl"
+# shellcheck disable=SC2046
+"$REEL" produce --topic viewing-events $(reel_opts) <"$WORK/more.jsonl" 2>>"$WORK/produce.err" ||
+    fail "produce failed"
+
+start_worker worker -X max.record.bytes=4096
+got=$(wait_for_count reel-count 1500 120) || fail "only $got of 1500 good records counted"
+# shellcheck disable=SC2046
+"$REEL" consume --topic viewing-events.dlq --from-beginning --timeout-ms 5000 $(reel_opts) \
+    >"$WORK/dlq.jsonl" 2>/dev/null
+kill -TERM "$WORKER_PID"
+wait "$WORKER_PID" || fail "worker exited with $? on SIGTERM"
+
+ndlq=$(wc -l <"$WORK/dlq.jsonl")
+[ "$ndlq" = $((NBAD + 1)) ] || fail "$ndlq DLQ records, want $((NBAD + 1))"
+# Each DLQ record has the error headers and the original bytes.
+jq -e -s 'all(.[]; .headers["reel.error.stage"] != null and .headers["reel.error.reason"] != null
+    and .headers["reel.source.topic"] == "viewing-events" and .headers["reel.source.offset"] != null
+    and .value_base64 != null)' "$WORK/dlq.jsonl" >/dev/null || fail "a DLQ record lacks headers"
+sort "$WORK/bad.b64" >"$WORK/bad.sorted"
+jq -r 'select(.headers["reel.error.stage"] == "decode") | .value_base64' "$WORK/dlq.jsonl" |
+    sort >"$WORK/dlq.sorted"
+diff "$WORK/bad.sorted" "$WORK/dlq.sorted" >/dev/null || fail "DLQ values differ from the bad records"
+jq -e -s 'map(select(.headers["reel.error.stage"] == "process")) | length == 1' "$WORK/dlq.jsonl" \
+    >/dev/null || fail "the keyless record was not dead-lettered by the worker"
+for reason in "wrong magic byte" "schema id 9999 unknown" "exceeds max.record.bytes" "trailing"; do
+    grep -q "$reason" "$WORK/dlq.jsonl" || fail "no DLQ reason mentions '$reason'"
+done
+grep -q '"event":"record_dead_lettered"' "$WORK/worker.log" || fail "no log line per DLQ record"
+cat "$WORK/events.jsonl" "$WORK/more.jsonl" >"$WORK/all.jsonl"
+diff <(expected_counts "$WORK/all.jsonl") <(actual_counts reel-count) >"$WORK/diff.txt" ||
+    fail "counts differ: $(head "$WORK/diff.txt")"
+log "PASS: $ndlq bad records dead-lettered with reasons, 1500 good records counted exactly"
+jq -r '.headers["reel.error.reason"]' "$WORK/dlq.jsonl" | sort | uniq -c
