@@ -14,27 +14,28 @@ start_redis
 start_kafka 3 6
 
 gen_events "$N" 500 "$SEED" >"$WORK/events.jsonl"
-# Records keep arriving while the worker dies and comes back.
-(
-    split -n l/4 "$WORK/events.jsonl" "$WORK/chunk."
-    for c in "$WORK"/chunk.*; do
-        # shellcheck disable=SC2046
-        "$REEL" produce --topic viewing-events $(reel_opts) <"$c" 2>>"$WORK/produce.err" || exit 1
-        sleep 1
-    done
-) &
-PRODUCER=$!
-
+split -n l/$((KILLS + 1)) -d "$WORK/events.jsonl" "$WORK/chunk."
+chunks=("$WORK"/chunk.*)
+produce_chunk() {
+    # shellcheck disable=SC2046
+    "$REEL" produce --topic viewing-events $(reel_opts) <"$1" 2>>"$WORK/produce.err" ||
+        fail "produce failed"
+}
+counted() { rcli --raw HVALS 'reel:{reel-count}:counts' | awk '{s += $1} END {print s + 0}'; }
 for k in $(seq 1 "$KILLS"); do
-    start_worker worker -X batch.max.records=500
-    # Between 0.5 and 3 s: during start-up, group join, or mid-batch.
-    sleep "$(awk -v r=$RANDOM 'BEGIN {printf "%.2f", 0.5 + 2.5 * r / 32767}')"
+    produce_chunk "${chunks[$((k - 1))]}"
+    before=$(counted)
+    start_worker worker -X batch.max.records=100
+    # Kill mid-stream: once this incarnation has committed something, at a
+    # random moment within the next 0-0.3 s (inside a batch, between
+    # produce and commit, or between commits).
+    for _ in $(seq 1 300); do [ "$(counted)" -gt "$before" ] && break; sleep 0.05; done
+    sleep "$(awk -v r=$RANDOM 'BEGIN {printf "%.3f", 0.3 * r / 32767}')"
     kill -9 "$WORKER_PID"
     wait "$WORKER_PID" 2>/dev/null || true
-    log "kill $k: worker killed at $(rcli --raw HVALS 'reel:{reel-count}:counts' | awk '{s += $1} END {print s + 0}') counted"
+    log "kill $k: worker killed with $(counted) counted (was $before)"
 done
-wait "$PRODUCER" || fail "producer failed"
-
+produce_chunk "${chunks[$KILLS]}"
 start_worker worker
 got=$(wait_for_count reel-count "$N" 300) || fail "only $got of $N records counted"
 sleep 2 # a double count would show up as more than N
