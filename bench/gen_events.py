@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""gen_events.py N USERS [SEED] [TARGET_BYTES]
+"""gen_events.py N USERS [SEED] [TARGET_BYTES] [COUNTS_FILE]
 
 Writes N ViewingEvent JSON lines (for `reel produce --topic viewing-events`)
 over USERS user ids. The `device` string is padded so that each record's
 Confluent-framed Avro encoding (5-byte header + Avro binary) is
 TARGET_BYTES long (default 200); the exact size of every record is computed
-here with the same encoding rules and checked by bench/runtime against a
-record read back with kcat. Standard library only.
+here with the same encoding rules and checked by bench/runtime against the
+records read back with kcat. COUNTS_FILE, when given, receives the expected
+"user_id count" lines (sorted) for checking the count worker key by key.
+Standard library only.
 """
 import random
 import sys
@@ -51,6 +53,8 @@ def main():
     users = int(sys.argv[2])
     rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
     target = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    counts_file = sys.argv[5] if len(sys.argv) > 5 else None
+    counts = {}
     out = sys.stdout
     buf = []
     total = 0
@@ -77,6 +81,7 @@ def main():
             ev["device"] = dev[:-1]
         size = avro_size(ev)
         total += size
+        counts[ev["user_id"]] = counts.get(ev["user_id"], 0) + 1
         buf.append(
             '{"event_id":"%s","user_id":"%s","item_id":"%s","type":"%s","ts":%d,'
             '"watch_seconds":%.1f,"duration_seconds":%.1f,"rating":%.1f,"device":"%s"}\n'
@@ -87,6 +92,10 @@ def main():
             buf = []
     out.write("".join(buf))
     out.flush()
+    if counts_file:
+        with open(counts_file, "w") as f:
+            for k in sorted(counts):
+                f.write("%s %d\n" % (k, counts[k]))
     sys.stderr.write("gen_events: %d records, %.1f bytes each on average (Avro, framed)\n"
                      % (n, total / max(n, 1)))
 

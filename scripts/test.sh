@@ -1,30 +1,42 @@
 #!/bin/sh
-# Builds reel and runs every test: first a normal build, then the same tests
-# under AddressSanitizer + UndefinedBehaviorSanitizer. Installs what it needs.
-#   scripts/test.sh            both passes
-#   REEL_TEST_PASSES=plain     only the normal build (faster local runs)
+# Builds reel and runs every test: a normal build, the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and a short libFuzzer run
+# of the decoders (clang). Installs what it needs.
+#   scripts/test.sh                 all passes
+#   REEL_TEST_PASSES=plain          only the normal build (faster local runs)
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 JOBS=$(nproc 2>/dev/null || echo 2)
-PASSES=${REEL_TEST_PASSES:-"plain asan"}
+PASSES=${REEL_TEST_PASSES:-"plain asan fuzz"}
 status=0
+summary=""
 for pass in $PASSES; do
+    target=""
     case $pass in
     plain) dir=build; flags="-DREEL_SANITIZE=OFF" ;;
     asan) dir=build-asan; flags="-DREEL_SANITIZE=ON" ;;
+    fuzz) dir=build-fuzz; flags="-DREEL_FUZZ=ON -DCMAKE_C_COMPILER=clang"; target="--target fuzz_codec" ;;
     *) echo "unknown pass $pass" >&2; exit 2 ;;
     esac
     echo "==== $pass build ($dir)"
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo $flags >/dev/null
-    cmake --build "$dir" -j "$JOBS"
+    # shellcheck disable=SC2086
+    cmake --build "$dir" -j "$JOBS" $target
     echo "==== $pass tests"
     # Leak checks on; ASan's own exit code makes a leak fail the test.
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    if ! (cd "$dir" && ctest --output-on-failure --timeout 900 -j 1); then
+    label=""
+    [ "$pass" = fuzz ] && label="-L fuzz"
+    # shellcheck disable=SC2086
+    if (cd "$dir" && ctest --output-on-failure --timeout 900 -j 1 $label); then
+        summary="$summary\n  $pass: passed"
+    else
+        summary="$summary\n  $pass: FAILED"
         status=1
     fi
 done
+printf "==== summary$summary\n"
 exit $status
