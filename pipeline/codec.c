@@ -9,6 +9,8 @@
  * avro_value_read(), which then cannot fail on them. */
 #include "pipeline/codec.h"
 
+#include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
@@ -25,6 +27,13 @@
  * nest three levels; the bound exists because a recursive schema would let
  * the input choose the depth of our (and Avro C's) recursion. */
 #define CODEC_MAX_DEPTH 64
+/* Array and map items one record may hold: CODEC_ITEMS_BASE plus one per
+ * CODEC_BYTES_PER_ITEM bytes of the size limit. Avro C spends about a hundred
+ * bytes on each decoded item however small its encoding (a 16 MiB array of
+ * empty strings took 1.8 GB), so the count is bounded as well as the bytes:
+ * at the 16 MiB default the worst record decodes into about 120 MB. */
+#define CODEC_ITEMS_BASE 65536u
+#define CODEC_BYTES_PER_ITEM 16u
 
 /* The field defaults of one record schema: Avro C 1.11 parses "default" but
  * does not expose it, so they are read from the .avsc text with jansson. */
@@ -77,7 +86,9 @@ static int path_push_index(path_t *p, size_t index) {
     return 0;
 }
 
-static void path_pop(path_t *p) { p->n--; }
+static void path_pop(path_t *p) {
+    p->n--;
+}
 
 static void path_format(const path_t *p, char *out, size_t size) {
     size_t used = 0;
@@ -100,6 +111,15 @@ static void path_format(const path_t *p, char *out, size_t size) {
 /* ---------------------------------------------------------------------------
  * Small helpers. */
 
+/* Avro C's message for a failed call. Some of its failures (writing a bytes
+ * field that was never set, for one) return an error code without setting a
+ * message, leaving an older, unrelated one: callers clear it first with
+ * avro_set_error("%s", ""), and this falls back to the code. */
+static const char *avro_reason(int rc) {
+    const char *e = avro_strerror();
+    return e && *e ? e : strerror(rc);
+}
+
 static avro_schema_t resolve(avro_schema_t s) {
     while (is_avro_link(s)) s = avro_schema_link_target(s);
     return s;
@@ -107,34 +127,56 @@ static avro_schema_t resolve(avro_schema_t s) {
 
 static const char *avro_type_label(avro_schema_t s) {
     switch (avro_typeof(resolve(s))) {
-    case AVRO_STRING: return "string";
-    case AVRO_BYTES: return "bytes";
-    case AVRO_INT32: return "int";
-    case AVRO_INT64: return "long";
-    case AVRO_FLOAT: return "float";
-    case AVRO_DOUBLE: return "double";
-    case AVRO_BOOLEAN: return "boolean";
-    case AVRO_NULL: return "null";
-    case AVRO_RECORD: return "record";
-    case AVRO_ENUM: return "enum";
-    case AVRO_FIXED: return "fixed";
-    case AVRO_MAP: return "map";
-    case AVRO_ARRAY: return "array";
-    case AVRO_UNION: return "union";
-    default: return "unknown type";
+    case AVRO_STRING:
+        return "string";
+    case AVRO_BYTES:
+        return "bytes";
+    case AVRO_INT32:
+        return "int";
+    case AVRO_INT64:
+        return "long";
+    case AVRO_FLOAT:
+        return "float";
+    case AVRO_DOUBLE:
+        return "double";
+    case AVRO_BOOLEAN:
+        return "boolean";
+    case AVRO_NULL:
+        return "null";
+    case AVRO_RECORD:
+        return "record";
+    case AVRO_ENUM:
+        return "enum";
+    case AVRO_FIXED:
+        return "fixed";
+    case AVRO_MAP:
+        return "map";
+    case AVRO_ARRAY:
+        return "array";
+    case AVRO_UNION:
+        return "union";
+    default:
+        return "unknown type";
     }
 }
 
 static const char *json_type_label(const json_t *j) {
     switch (json_typeof(j)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "real";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "unknown";
 }
@@ -205,7 +247,9 @@ void codec_buf_free(codec_buf_t *b) {
     b->len = b->cap = 0;
 }
 
-static int buf_puts(codec_buf_t *b, const char *s) { return codec_buf_append(b, s, strlen(s)); }
+static int buf_puts(codec_buf_t *b, const char *s) {
+    return codec_buf_append(b, s, strlen(s));
+}
 
 /* ---------------------------------------------------------------------------
  * Base64 (RFC 4648, standard alphabet, padded). */
@@ -287,7 +331,7 @@ unsigned char *codec_base64_decode(const char *text, size_t text_len, size_t *ou
 typedef struct scan {
     const unsigned char *p;
     const unsigned char *end;
-    size_t max_items; /* per array/map, when its items can encode in zero bytes */
+    size_t items_left; /* array and map items the rest of the record may hold */
     path_t path;
     char *errstr;
     size_t errstr_size;
@@ -305,7 +349,9 @@ static int scan_fail(scan_t *sc, const char *fmt, ...) {
     return -1;
 }
 
-static size_t scan_left(const scan_t *sc) { return (size_t)(sc->end - sc->p); }
+static size_t scan_left(const scan_t *sc) {
+    return (size_t)(sc->end - sc->p);
+}
 
 /* A zig-zag varint of at most max_bytes bytes (5 for int, 10 for long). */
 static int scan_varint(scan_t *sc, int max_bytes, int64_t *out) {
@@ -324,7 +370,9 @@ static int scan_varint(scan_t *sc, int max_bytes, int64_t *out) {
     return 0;
 }
 
-static int scan_long(scan_t *sc, int64_t *out) { return scan_varint(sc, 10, out); }
+static int scan_long(scan_t *sc, int64_t *out) {
+    return scan_varint(sc, 10, out);
+}
 
 static int scan_skip(scan_t *sc, size_t n) {
     if (scan_left(sc) < n)
@@ -353,14 +401,19 @@ static int scan_string(scan_t *sc) {
     return 0;
 }
 
-/* Fewest bytes a value of s can encode in; 0 for links, which may be
- * recursive (0 is the safe answer: it only makes the item bound stricter). */
+/* Fewest bytes a value of s can encode in, to refuse block counts that the
+ * bytes left cannot hold. Links (possibly recursive) count 0, which never
+ * refuses a valid record; the item budget still bounds them. */
 static size_t min_encoded_size(avro_schema_t s) {
     switch (avro_typeof(s)) {
-    case AVRO_NULL: return 0;
-    case AVRO_FLOAT: return 4;
-    case AVRO_DOUBLE: return 8;
-    case AVRO_FIXED: return (size_t)avro_schema_fixed_size(s);
+    case AVRO_NULL:
+        return 0;
+    case AVRO_FLOAT:
+        return 4;
+    case AVRO_DOUBLE:
+        return 8;
+    case AVRO_FIXED:
+        return (size_t)avro_schema_fixed_size(s);
     case AVRO_RECORD: {
         size_t sum = 0;
         size_t n = avro_schema_record_size(s);
@@ -368,8 +421,10 @@ static size_t min_encoded_size(avro_schema_t s) {
             sum += min_encoded_size(avro_schema_record_field_get_by_index(s, (int)i));
         return sum;
     }
-    case AVRO_LINK: return 0;
-    default: return 1; /* varints, lengths, union indexes, block counts */
+    case AVRO_LINK:
+        return 0;
+    default:
+        return 1; /* varints, lengths, union indexes, block counts */
     }
 }
 
@@ -377,7 +432,7 @@ static int scan_value(scan_t *sc, avro_schema_t s);
 
 static int scan_blocks(scan_t *sc, avro_schema_t items, bool is_map) {
     size_t min_size = min_encoded_size(items) + (is_map ? 1 : 0);
-    size_t total = 0;
+    size_t index = 0;
     for (;;) {
         int64_t count;
         if (scan_long(sc, &count) < 0) return -1;
@@ -391,12 +446,15 @@ static int scan_blocks(scan_t *sc, avro_schema_t items, bool is_map) {
             if (block_bytes < 0 || (uint64_t)block_bytes > scan_left(sc))
                 return scan_fail(sc, "bad block size %" PRId64, block_bytes);
         }
-        if (min_size > 0 ? (uint64_t)count > scan_left(sc) / min_size
-                         : (uint64_t)count > sc->max_items - total)
+        if (min_size > 0 && (uint64_t)count > scan_left(sc) / min_size)
             return scan_fail(sc, "block of %" PRId64 " items with %zu bytes left", count,
                              scan_left(sc));
-        for (int64_t i = 0; i < count; i++, total++) {
-            if (path_push_index(&sc->path, total) < 0)
+        if ((uint64_t)count > sc->items_left)
+            return scan_fail(sc, "block of %" PRId64 " items is over the record's item limit",
+                             count);
+        sc->items_left -= (size_t)count;
+        for (int64_t i = 0; i < count; i++, index++) {
+            if (path_push_index(&sc->path, index) < 0)
                 return scan_fail(sc, "nested deeper than %d", CODEC_MAX_DEPTH);
             if (is_map && scan_string(sc) < 0) return -1;
             if (scan_value(sc, items) < 0) return -1;
@@ -408,7 +466,8 @@ static int scan_blocks(scan_t *sc, avro_schema_t items, bool is_map) {
 static int scan_value(scan_t *sc, avro_schema_t s) {
     s = resolve(s);
     switch (avro_typeof(s)) {
-    case AVRO_NULL: return 0;
+    case AVRO_NULL:
+        return 0;
     case AVRO_BOOLEAN:
         if (sc->p == sc->end) return scan_fail(sc, "truncated Avro");
         if (*sc->p > 1) return scan_fail(sc, "bad boolean byte 0x%02x", *sc->p);
@@ -422,16 +481,20 @@ static int scan_value(scan_t *sc, avro_schema_t s) {
         int64_t v;
         return scan_long(sc, &v);
     }
-    case AVRO_FLOAT: return scan_skip(sc, 4);
-    case AVRO_DOUBLE: return scan_skip(sc, 8);
-    case AVRO_STRING: return scan_string(sc);
+    case AVRO_FLOAT:
+        return scan_skip(sc, 4);
+    case AVRO_DOUBLE:
+        return scan_skip(sc, 8);
+    case AVRO_STRING:
+        return scan_string(sc);
     case AVRO_BYTES: {
         size_t n;
         if (scan_length(sc, &n) < 0) return -1;
         sc->p += n;
         return 0;
     }
-    case AVRO_FIXED: return scan_skip(sc, (size_t)avro_schema_fixed_size(s));
+    case AVRO_FIXED:
+        return scan_skip(sc, (size_t)avro_schema_fixed_size(s));
     case AVRO_ENUM: {
         int64_t v;
         if (scan_long(sc, &v) < 0) return -1;
@@ -456,9 +519,12 @@ static int scan_value(scan_t *sc, avro_schema_t s) {
         }
         return 0;
     }
-    case AVRO_ARRAY: return scan_blocks(sc, resolve(avro_schema_array_items(s)), false);
-    case AVRO_MAP: return scan_blocks(sc, resolve(avro_schema_map_values(s)), true);
-    default: return scan_fail(sc, "unsupported schema type");
+    case AVRO_ARRAY:
+        return scan_blocks(sc, resolve(avro_schema_array_items(s)), false);
+    case AVRO_MAP:
+        return scan_blocks(sc, resolve(avro_schema_map_values(s)), true);
+    default:
+        return scan_fail(sc, "unsupported schema type");
     }
 }
 
@@ -468,7 +534,7 @@ static int scan_body(const codec_t *c, const codec_schema_t *s, const unsigned c
     scan_t sc;
     sc.p = body;
     sc.end = body + len;
-    sc.max_items = c->max_record_bytes;
+    sc.items_left = CODEC_ITEMS_BASE + c->max_record_bytes / CODEC_BYTES_PER_ITEM;
     sc.path.n = 0;
     sc.errstr = errstr;
     sc.errstr_size = errstr_size;
@@ -519,9 +585,12 @@ static int collect_records(codec_schema_t *cs, avro_schema_t s, json_t *j) {
         }
         return 0;
     }
-    case AVRO_ARRAY: return collect_records(cs, avro_schema_array_items(s), json_object_get(j, "items"));
-    case AVRO_MAP: return collect_records(cs, avro_schema_map_values(s), json_object_get(j, "values"));
-    default: return 0;
+    case AVRO_ARRAY:
+        return collect_records(cs, avro_schema_array_items(s), json_object_get(j, "items"));
+    case AVRO_MAP:
+        return collect_records(cs, avro_schema_map_values(s), json_object_get(j, "values"));
+    default:
+        return 0;
     }
 }
 
@@ -571,7 +640,8 @@ static int schema_init(codec_schema_t *cs, const reel_schema_src_t *src, char *e
     /* Message keys come from this field, so a schema without it is a bug in
      * schemas.tsv better caught here than on the first record. */
     int idx = avro_schema_record_field_get_index(cs->avro, src->key_field);
-    avro_schema_t key = idx < 0 ? NULL : resolve(avro_schema_record_field_get_by_index(cs->avro, idx));
+    avro_schema_t key =
+        idx < 0 ? NULL : resolve(avro_schema_record_field_get_by_index(cs->avro, idx));
     if (!key || !is_avro_string(key)) {
         snprintf(errstr, errstr_size, "schema %s: key field %s is not a string field", src->name,
                  src->key_field);
@@ -585,8 +655,8 @@ codec_t *codec_new(char *errstr, size_t errstr_size) {
     codec_t *c = calloc(1, sizeof *c);
     if (!c) goto oom;
     c->max_record_bytes = CODEC_DEFAULT_MAX_RECORD_BYTES;
-    c->schemas = calloc(reel_schema_source_count ? reel_schema_source_count : 1,
-                        sizeof *c->schemas);
+    c->schemas =
+        calloc(reel_schema_source_count ? reel_schema_source_count : 1, sizeof *c->schemas);
     c->reader = avro_reader_memory(empty, 0);
     c->writer = avro_writer_memory(empty, 0);
     if (!c->schemas || !c->reader || !c->writer) goto oom;
@@ -612,7 +682,9 @@ void codec_destroy(codec_t *c) {
     free(c);
 }
 
-void codec_set_max_record_bytes(codec_t *c, size_t max_bytes) { c->max_record_bytes = max_bytes; }
+void codec_set_max_record_bytes(codec_t *c, size_t max_bytes) {
+    c->max_record_bytes = max_bytes;
+}
 
 const codec_schema_t *codec_by_id(const codec_t *c, int32_t id) {
     for (size_t i = 0; i < c->n_schemas; i++)
@@ -633,15 +705,18 @@ const codec_schema_t *codec_by_topic(const codec_t *c, const char *topic) {
     return NULL;
 }
 
-const reel_schema_src_t *codec_schema_src(const codec_schema_t *s) { return s->src; }
+const reel_schema_src_t *codec_schema_src(const codec_schema_t *s) {
+    return s->src;
+}
 
-avro_schema_t codec_schema_avro(const codec_schema_t *s) { return s->avro; }
+avro_schema_t codec_schema_avro(const codec_schema_t *s) {
+    return s->avro;
+}
 
 int codec_value_new(const codec_schema_t *s, avro_value_t *value, char *errstr,
                     size_t errstr_size) {
     if (avro_generic_value_new(s->iface, value) != 0) {
-        snprintf(errstr, errstr_size, "%s: cannot create value: %s", s->src->name,
-                 avro_strerror());
+        snprintf(errstr, errstr_size, "%s: cannot create value: %s", s->src->name, avro_strerror());
         return -1;
     }
     return 0;
@@ -704,10 +779,11 @@ int codec_decode(codec_t *c, const codec_schema_t *expected, const void *buf, si
     }
     if (scan_body(c, expected, body, body_len, errstr, errstr_size) < 0) return -1;
     avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)body_len);
-    if (avro_value_read(c->reader, value) != 0) {
+    avro_set_error("%s", "");
+    int rc = avro_value_read(c->reader, value);
+    if (rc != 0) {
         /* Unreachable for bytes scan_body() accepted; kept as a guard. */
-        snprintf(errstr, errstr_size, "cannot decode %s: %s", expected->src->name,
-                 avro_strerror());
+        snprintf(errstr, errstr_size, "cannot decode %s: %s", expected->src->name, avro_reason(rc));
         return -1;
     }
     return 0;
@@ -722,8 +798,10 @@ int codec_encode(codec_t *c, const codec_schema_t *s, const avro_value_t *value,
         snprintf(errstr, errstr_size, "value is not a %s", s->src->name);
         return -1;
     }
-    if (avro_value_sizeof(v, &size) != 0) {
-        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_strerror());
+    avro_set_error("%s", "");
+    int rc = avro_value_sizeof(v, &size);
+    if (rc != 0) {
+        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_reason(rc));
         return -1;
     }
     /* Our own consumers would refuse it; better to fail the producer. */
@@ -745,8 +823,11 @@ int codec_encode(codec_t *c, const codec_schema_t *s, const avro_value_t *value,
     hdr[4] = (unsigned char)id;
     unsigned char *body = hdr + CODEC_HEADER_BYTES;
     avro_writer_memory_set_dest(c->writer, (const char *)body, (int64_t)size);
-    if (avro_value_write(c->writer, v) != 0 || avro_writer_tell(c->writer) != (int64_t)size) {
-        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_strerror());
+    avro_set_error("%s", "");
+    rc = avro_value_write(c->writer, v);
+    if (rc == 0 && avro_writer_tell(c->writer) != (int64_t)size) rc = EIO;
+    if (rc != 0) {
+        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_reason(rc));
         return -1;
     }
     /* What we write must be what we accept: this catches, for instance, a
@@ -786,23 +867,31 @@ static int fill_fail(fill_t *f, const char *fmt, ...) {
 static bool json_fits(avro_schema_t s, const json_t *j) {
     s = resolve(s);
     switch (avro_typeof(s)) {
-    case AVRO_NULL: return json_is_null(j);
-    case AVRO_BOOLEAN: return json_is_boolean(j);
+    case AVRO_NULL:
+        return json_is_null(j);
+    case AVRO_BOOLEAN:
+        return json_is_boolean(j);
     case AVRO_INT32:
         return json_is_integer(j) && json_integer_value(j) >= INT32_MIN &&
                json_integer_value(j) <= INT32_MAX;
-    case AVRO_INT64: return json_is_integer(j);
+    case AVRO_INT64:
+        return json_is_integer(j);
     case AVRO_FLOAT:
-    case AVRO_DOUBLE: return json_is_number(j);
+    case AVRO_DOUBLE:
+        return json_is_number(j);
     case AVRO_STRING:
     case AVRO_BYTES:
-    case AVRO_FIXED: return json_is_string(j);
+    case AVRO_FIXED:
+        return json_is_string(j);
     case AVRO_ENUM:
         return json_is_string(j) && avro_schema_enum_get_by_name(s, json_string_value(j)) >= 0;
-    case AVRO_ARRAY: return json_is_array(j);
+    case AVRO_ARRAY:
+        return json_is_array(j);
     case AVRO_MAP:
-    case AVRO_RECORD: return json_is_object(j);
-    default: return false;
+    case AVRO_RECORD:
+        return json_is_object(j);
+    default:
+        return false;
     }
 }
 
@@ -832,7 +921,8 @@ static int fill_bytes(fill_t *f, avro_value_t *v, avro_schema_t s, json_t *j, bo
     size_t n;
     unsigned char *data;
     int rc;
-    if (!json_is_string(j)) return fill_fail(f, "expected base64 string, got %s", json_type_label(j));
+    if (!json_is_string(j))
+        return fill_fail(f, "expected base64 string, got %s", json_type_label(j));
     if (is_default)
         data = latin1_bytes(json_string_value(j), json_string_length(j), &n);
     else
@@ -948,9 +1038,9 @@ static int fill_value(fill_t *f, avro_value_t *v, json_t *j, bool is_default) {
     case AVRO_FLOAT: {
         if (!json_is_number(j)) return fill_fail(f, "expected float, got %s", json_type_label(j));
         double d = json_number_value(j);
-        float fl = (float)d;
-        if (isinf(fl) && !isinf(d)) return fill_fail(f, "%g is out of range for float", d);
-        rc = avro_value_set_float(v, fl);
+        /* Converting a double beyond FLT_MAX to float is undefined in C. */
+        if (fabs(d) > FLT_MAX) return fill_fail(f, "%g is out of range for float", d);
+        rc = avro_value_set_float(v, (float)d);
         break;
     }
     case AVRO_DOUBLE:
@@ -963,9 +1053,11 @@ static int fill_value(fill_t *f, avro_value_t *v, json_t *j, bool is_default) {
         rc = avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
         break;
     case AVRO_BYTES:
-    case AVRO_FIXED: return fill_bytes(f, v, s, j, is_default);
+    case AVRO_FIXED:
+        return fill_bytes(f, v, s, j, is_default);
     case AVRO_ENUM: {
-        if (!json_is_string(j)) return fill_fail(f, "expected enum symbol, got %s", json_type_label(j));
+        if (!json_is_string(j))
+            return fill_fail(f, "expected enum symbol, got %s", json_type_label(j));
         int idx = avro_schema_enum_get_by_name(s, json_string_value(j));
         if (idx < 0) {
             char symbols[256];
@@ -978,8 +1070,8 @@ static int fill_value(fill_t *f, avro_value_t *v, json_t *j, bool is_default) {
                 if (w < 0) break;
                 used += (size_t)w;
             }
-            return fill_fail(f, "bad enum symbol \"%s\" (expected one of %s)",
-                             json_string_value(j), symbols);
+            return fill_fail(f, "bad enum symbol \"%s\" (expected one of %s)", json_string_value(j),
+                             symbols);
         }
         rc = avro_value_set_enum(v, idx);
         break;
@@ -1012,9 +1104,12 @@ static int fill_value(fill_t *f, avro_value_t *v, json_t *j, bool is_default) {
         }
         return 0;
     }
-    case AVRO_UNION: return fill_union(f, v, s, j, is_default);
-    case AVRO_RECORD: return fill_record(f, v, s, j, is_default);
-    default: return fill_fail(f, "unsupported schema type");
+    case AVRO_UNION:
+        return fill_union(f, v, s, j, is_default);
+    case AVRO_RECORD:
+        return fill_record(f, v, s, j, is_default);
+    default:
+        return fill_fail(f, "unsupported schema type");
     }
     if (rc != 0) return fill_fail(f, "%s", avro_strerror());
     return 0;
@@ -1086,14 +1181,30 @@ static int emit_string(codec_buf_t *b, const char *s, size_t n) {
         if (codec_buf_append(b, s + i - run, run) < 0) return -1;
         run = 0;
         switch (c) {
-        case '"': strcpy(esc, "\\\""); break;
-        case '\\': strcpy(esc, "\\\\"); break;
-        case '\n': strcpy(esc, "\\n"); break;
-        case '\r': strcpy(esc, "\\r"); break;
-        case '\t': strcpy(esc, "\\t"); break;
-        case '\b': strcpy(esc, "\\b"); break;
-        case '\f': strcpy(esc, "\\f"); break;
-        default: snprintf(esc, sizeof esc, "\\u%04x", c); break;
+        case '"':
+            strcpy(esc, "\\\"");
+            break;
+        case '\\':
+            strcpy(esc, "\\\\");
+            break;
+        case '\n':
+            strcpy(esc, "\\n");
+            break;
+        case '\r':
+            strcpy(esc, "\\r");
+            break;
+        case '\t':
+            strcpy(esc, "\\t");
+            break;
+        case '\b':
+            strcpy(esc, "\\b");
+            break;
+        case '\f':
+            strcpy(esc, "\\f");
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            break;
         }
         if (buf_puts(b, esc) < 0) return -1;
     }
@@ -1105,7 +1216,8 @@ static int emit_value(codec_buf_t *b, const avro_value_t *v, int depth) {
     char num[32];
     if (depth > CODEC_MAX_DEPTH) return -1;
     switch (avro_value_get_type(v)) {
-    case AVRO_NULL: return buf_puts(b, "null");
+    case AVRO_NULL:
+        return buf_puts(b, "null");
     case AVRO_BOOLEAN: {
         int x;
         if (avro_value_get_boolean(v, &x)) return -1;
@@ -1185,7 +1297,8 @@ static int emit_value(codec_buf_t *b, const avro_value_t *v, int depth) {
         }
         return codec_buf_append(b, t == AVRO_ARRAY ? "]" : "}", 1);
     }
-    default: return -1;
+    default:
+        return -1;
     }
 }
 

@@ -218,9 +218,18 @@ static int kafka_conf_pass(const char *key, const char *value, void *opaque) {
     return 0;
 }
 
+/* librdkafka's own log lines join ours as JSON (it calls this from its
+ * internal threads; log_write() is thread safe). */
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    log_level_t l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO
+                                                                               : LOG_DEBUG;
+    log_write(l, "librdkafka", "%s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
+}
+
 rd_kafka_conf_t *rt_kafka_conf(const config_t *config, const char *role, char *errstr,
                                size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     kafka_conf_walk_t st = {conf, role, errstr, errstr_size};
     if (config_foreach(config, "kafka.", kafka_conf_pass, &st) != 0) {
         rd_kafka_conf_destroy(conf);

@@ -21,21 +21,19 @@ static const struct sample {
     const char *schema;
     const char *json;
 } samples[] = {
-    {"ViewingEvent",
-     "{\"event_id\":\"ev-7f3a9c\",\"user_id\":\"u-1024\",\"item_id\":\"tt0111161\","
-     "\"type\":\"progress\",\"ts\":1732791234567,\"watch_seconds\":312.5,"
-     "\"duration_seconds\":8520.0,\"rating\":null,\"device\":\"android-tv\"}"},
+    {"ViewingEvent", "{\"event_id\":\"ev-7f3a9c\",\"user_id\":\"u-1024\",\"item_id\":\"tt0111161\","
+                     "\"type\":\"progress\",\"ts\":1732791234567,\"watch_seconds\":312.5,"
+                     "\"duration_seconds\":8520.0,\"rating\":null,\"device\":\"android-tv\"}"},
     {"Item",
      "{\"item_id\":\"tt0111161\",\"title\":\"The Shawshank Redemption\",\"genres\":[\"Drama\"],"
      "\"tags\":[\"prison\",\"friendship\",\"hope\"],\"year\":1994,\"ts\":1732791234000}"},
-    {"Poster",
-     "{\"item_id\":\"tt0111161\",\"poster_id\":\"p-0001\",\"content_type\":\"image/png\","
-     "\"image\":\"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
-     "RU5ErkJggg==\",\"ts\":1732791234001}"},
-    {"AudioClip",
-     "{\"clip_id\":\"clip-55\",\"item_id\":null,\"content_type\":\"audio/wav\","
-     "\"audio\":\"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=\","
-     "\"language\":\"en\",\"ts\":1732791234002}"},
+    {"Poster", "{\"item_id\":\"tt0111161\",\"poster_id\":\"p-0001\",\"content_type\":\"image/png\","
+               "\"image\":\"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+"
+               "M9QDwADhgGAWjR9awAAAABJ"
+               "RU5ErkJggg==\",\"ts\":1732791234001}"},
+    {"AudioClip", "{\"clip_id\":\"clip-55\",\"item_id\":null,\"content_type\":\"audio/wav\","
+                  "\"audio\":\"UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=\","
+                  "\"language\":\"en\",\"ts\":1732791234002}"},
     {"Review",
      "{\"review_id\":\"r-9001\",\"item_id\":\"tt0111161\",\"user_id\":\"u-1024\","
      "\"text\":\"Still the best prison drama \\u2014 \\\"hope is a good thing\\\".\\nCaf\\u00e9 "
@@ -65,10 +63,9 @@ static const struct sample {
      "{\"review_id\":\"r-9001\",\"item_id\":\"tt0111161\",\"label\":\"positive\",\"score\":0.78,"
      "\"probability\":0.91,\"model_version\":\"lstm-3\",\"source\":{\"topic\":\"reviews\","
      "\"partition\":1,\"offset\":77},\"ts\":1732791234007}"},
-    {"CountUpdate",
-     "{\"key\":\"u-1024\",\"increment\":1,\"model_version\":\"reel-0.1.0\","
-     "\"source\":{\"topic\":\"viewing-events\",\"partition\":0,\"offset\":0},"
-     "\"ts\":1732791234008}"},
+    {"CountUpdate", "{\"key\":\"u-1024\",\"increment\":1,\"model_version\":\"reel-0.1.0\","
+                    "\"source\":{\"topic\":\"viewing-events\",\"partition\":0,\"offset\":0},"
+                    "\"ts\":1732791234008}"},
 };
 #define N_SAMPLES (sizeof samples / sizeof samples[0])
 
@@ -247,7 +244,8 @@ static void test_bad_headers(void **state) {
     assert_decode_fails(ve, unknown, sizeof unknown, "schema id 9999 unknown");
     codec_buf_t item = {0};
     encode_json("Item", sample_for("Item"), &item);
-    assert_decode_fails(ve, item.data, item.len, "schema id 1002 where 1001 (ViewingEvent) expected");
+    assert_decode_fails(ve, item.data, item.len,
+                        "schema id 1002 where 1001 (ViewingEvent) expected");
     codec_buf_free(&item);
 }
 
@@ -268,7 +266,8 @@ static void test_truncation_and_trailing_bytes(void **state) {
     assert_decode_fails(schema("ViewingEvent"), cut, sizeof cut, "truncated Avro");
     assert_decode_fails(schema("ViewingEvent"), cut, sizeof cut, "event_id");
     const unsigned char none[] = {0, 0, 0, 0x03, 0xe9};
-    assert_decode_fails(schema("ViewingEvent"), none, sizeof none, "truncated Avro at field event_id");
+    assert_decode_fails(schema("ViewingEvent"), none, sizeof none,
+                        "truncated Avro at field event_id");
 }
 
 /* Length prefixes and block counts are checked against what is left before
@@ -276,7 +275,8 @@ static void test_truncation_and_trailing_bytes(void **state) {
 static void test_huge_lengths_fail_fast(void **state) {
     (void)state;
     /* event_id claims 2^40 bytes (zig-zag 2^41). */
-    const unsigned char huge_string[] = {0, 0, 0, 0x03, 0xe9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 'x'};
+    const unsigned char huge_string[] = {0,    0,    0,    0x03, 0xe9, 0x80,
+                                         0x80, 0x80, 0x80, 0x80, 0x40, 'x'};
     assert_decode_fails(schema("ViewingEvent"), huge_string, sizeof huge_string, "event_id");
     /* A negative length. */
     const unsigned char negative[] = {0, 0, 0, 0x03, 0xe9, 0x01, 'x'};
@@ -287,14 +287,13 @@ static void test_huge_lengths_fail_fast(void **state) {
                                         0xff, 0xff, 0xff, 0xff, 0x01, 'x'};
     assert_decode_fails(schema("Poster"), huge_bytes, sizeof huge_bytes, "image");
     /* genres claims 2^59 items. */
-    const unsigned char huge_array[] = {0,    0,    0,    0x03, 0xea, 0x02, 'a',  0x02,
-                                        'b',  0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-                                        0x80, 0x10, 0x02, 'x'};
+    const unsigned char huge_array[] = {0,    0,    0,    0x03, 0xea, 0x02, 'a',  0x02, 'b',  0x80,
+                                        0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10, 0x02, 'x'};
     assert_decode_fails(schema("Item"), huge_array, sizeof huge_array, "genres");
     /* A negative block count (which is followed by a byte size) of INT64_MIN. */
-    const unsigned char min_block[] = {0,    0,    0,    0x03, 0xea, 0x02, 'a',  0x02,
-                                       'b',  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                       0xff, 0xff, 0x01, 0x00, 0x00};
+    const unsigned char min_block[] = {0,    0,    0,    0x03, 0xea, 0x02, 'a',
+                                       0x02, 'b',  0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0x00};
     assert_decode_fails(schema("Item"), min_block, sizeof min_block, "genres");
     /* An eleven-byte varint. */
     const unsigned char long_varint[] = {0,    0,    0,    0x03, 0xe9, 0x80, 0x80, 0x80,
@@ -302,13 +301,52 @@ static void test_huge_lengths_fail_fast(void **state) {
     assert_decode_fails(schema("ViewingEvent"), long_varint, sizeof long_varint, "varint");
 }
 
+/* Builds an Item whose genres hold n empty strings; returns its length. */
+static size_t item_with_genres(unsigned char *buf, size_t n) {
+    size_t p = 0;
+    const unsigned char head[] = {0, 0, 0, 0x03, 0xea, 0x02, 'a', 0x02, 'b'};
+    memcpy(buf, head, sizeof head);
+    p = sizeof head;
+    for (uint64_t z = (uint64_t)n << 1;; z >>= 7) {
+        buf[p++] = (unsigned char)((z & 0x7f) | (z > 0x7f ? 0x80 : 0));
+        if (z <= 0x7f) break;
+    }
+    memset(buf + p, 0, n + 4); /* n empty strings; end of genres, tags, year, ts */
+    return p + n + 4;
+}
+
+/* Avro C spends ~100 bytes on each decoded item, so items are bounded too:
+ * 65536 plus one per 16 bytes of the size limit. */
+static void test_item_limit(void **state) {
+    (void)state;
+    const size_t limit = 128 * 1024, items = 65536 + limit / 16;
+    unsigned char *buf = malloc(limit + 64);
+    assert_non_null(buf);
+    codec_set_max_record_bytes(codec, limit);
+    avro_value_t v;
+    assert_int_equal(codec_value_new(schema("Item"), &v, err, sizeof err), 0);
+    size_t len = item_with_genres(buf, items);
+    if (codec_decode(codec, schema("Item"), buf, len, &v, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    avro_value_t genres;
+    size_t n = 0;
+    assert_int_equal(avro_value_get_by_name(&v, "genres", &genres, NULL), 0);
+    assert_int_equal(avro_value_get_size(&genres, &n), 0);
+    assert_int_equal(n, items);
+    len = item_with_genres(buf, items + 1);
+    assert_decode_fails(schema("Item"), buf, len, "item limit at field genres");
+    codec_set_max_record_bytes(codec, CODEC_DEFAULT_MAX_RECORD_BYTES);
+    avro_value_decref(&v);
+    free(buf);
+}
+
 /* A negative block count with its byte size is valid Avro (Java writes it). */
 static void test_sized_blocks_decode(void **state) {
     (void)state;
     /* Item: item_id "a", title "b", genres = one block of -1 items (2 bytes):
      * "x"; tags empty; year null; ts 5. */
-    const unsigned char rec[] = {0, 0, 0, 0x03, 0xea, 0x02, 'a', 0x02, 'b', 0x01, 0x04,
-                                 0x02, 'x', 0x00, 0x00, 0x00, 0x0a};
+    const unsigned char rec[] = {0,    0,    0,    0x03, 0xea, 0x02, 'a',  0x02, 'b',
+                                 0x01, 0x04, 0x02, 'x',  0x00, 0x00, 0x00, 0x0a};
     avro_value_t v;
     assert_int_equal(codec_value_new(schema("Item"), &v, err, sizeof err), 0);
     if (codec_decode(codec, schema("Item"), rec, sizeof rec, &v, err, sizeof err) != 0)
@@ -325,10 +363,12 @@ static void test_bad_indexes_and_utf8(void **state) {
     unsigned char item[] = {0, 0, 0, 0x03, 0xea, 0x02, 'a', 0x02, 'b', 0x00, 0x00, 0x00, 0x0a};
     avro_value_t v;
     assert_int_equal(codec_value_new(schema("Item"), &v, err, sizeof err), 0);
-    assert_int_equal(codec_decode(codec, schema("Item"), item, sizeof item, &v, err, sizeof err), 0);
+    assert_int_equal(codec_decode(codec, schema("Item"), item, sizeof item, &v, err, sizeof err),
+                     0);
     avro_value_decref(&v);
     item[11] = 0x04; /* year: union index 2 of 2 */
-    assert_decode_fails(schema("Item"), item, sizeof item, "union index 2 out of range at field year");
+    assert_decode_fails(schema("Item"), item, sizeof item,
+                        "union index 2 out of range at field year");
     item[11] = 0x01; /* -1 */
     assert_decode_fails(schema("Item"), item, sizeof item, "year");
     item[11] = 0x00;
@@ -338,15 +378,16 @@ static void test_bad_indexes_and_utf8(void **state) {
     assert_decode_fails(schema("Item"), item, sizeof item, "invalid UTF-8");
 
     /* ViewingEvent: 3 one-letter ids, then type. */
-    unsigned char ve[] = {0,    0,    0,    0x03, 0xe9, 0x02, 'e', 0x02, 'u', 0x02, 'i', 0x0e,
-                          0x0a, 0,    0,    0,    0,    0,    0,   0,    0,   0x00, 0x00, 0x00};
+    unsigned char ve[] = {0,    0, 0, 0x03, 0xe9, 0x02, 'e', 0x02, 'u', 0x02, 'i',  0x0e,
+                          0x0a, 0, 0, 0,    0,    0,    0,   0,    0,   0x00, 0x00, 0x00};
     assert_int_equal(codec_value_new(schema("ViewingEvent"), &v, err, sizeof err), 0);
     ve[11] = 0x0c; /* "dislike", the last symbol */
     if (codec_decode(codec, schema("ViewingEvent"), ve, sizeof ve, &v, err, sizeof err) != 0)
         fail_msg("%s", err);
     avro_value_decref(&v);
     ve[11] = 0x0e; /* index 7 of 7 */
-    assert_decode_fails(schema("ViewingEvent"), ve, sizeof ve, "enum index 7 out of range at field type");
+    assert_decode_fails(schema("ViewingEvent"), ve, sizeof ve,
+                        "enum index 7 out of range at field type");
 
     /* PosterTags with moderation.blocked = 2. */
     codec_buf_t buf = {0};
@@ -395,13 +436,16 @@ static void test_value_reuse(void **state) {
     avro_value_t v;
     assert_int_equal(codec_value_new(schema("Item"), &v, err, sizeof err), 0);
     for (int round = 0; round < 3; round++) {
-        assert_int_equal(codec_decode(codec, schema("Item"), ba.data, ba.len, &v, err, sizeof err), 0);
+        assert_int_equal(codec_decode(codec, schema("Item"), ba.data, ba.len, &v, err, sizeof err),
+                         0);
         assert_json_equal_text(&v, a);
-        assert_int_equal(codec_decode(codec, schema("Item"), bb.data, bb.len, &v, err, sizeof err), 0);
+        assert_int_equal(codec_decode(codec, schema("Item"), bb.data, bb.len, &v, err, sizeof err),
+                         0);
         assert_json_equal_text(&v, b);
     }
     /* A failed decode leaves the value empty, not holding the last record. */
-    assert_int_equal(codec_decode(codec, schema("Item"), bb.data, bb.len - 1, &v, err, sizeof err), -1);
+    assert_int_equal(codec_decode(codec, schema("Item"), bb.data, bb.len - 1, &v, err, sizeof err),
+                     -1);
     size_t n = 99;
     avro_value_t genres;
     assert_int_equal(avro_value_get_by_name(&v, "genres", &genres, NULL), 0);
@@ -425,7 +469,8 @@ static void test_encode_checks_schema(void **state) {
     codec_buf_t item = {0};
     encode_json("Item", sample_for("Item"), &item);
     item.data[4] = 0xe9; /* claim ViewingEvent */
-    assert_int_equal(codec_decode(codec, schema("ViewingEvent"), item.data, item.len, &v, err, sizeof err), -1);
+    assert_int_equal(
+        codec_decode(codec, schema("ViewingEvent"), item.data, item.len, &v, err, sizeof err), -1);
     avro_value_decref(&v);
     codec_buf_free(&item);
 }
@@ -434,9 +479,9 @@ static void test_encode_checks_schema(void **state) {
 static void test_json_defaults_and_unions(void **state) {
     (void)state;
     avro_value_t v;
-    value_from("ViewingEvent",
-               "{\"event_id\":\"e\",\"user_id\":\"u\",\"item_id\":\"i\",\"type\":\"view\",\"ts\":7}",
-               &v);
+    value_from(
+        "ViewingEvent",
+        "{\"event_id\":\"e\",\"user_id\":\"u\",\"item_id\":\"i\",\"type\":\"view\",\"ts\":7}", &v);
     assert_json_equal_text(&v, "{\"event_id\":\"e\",\"user_id\":\"u\",\"item_id\":\"i\","
                                "\"type\":\"view\",\"ts\":7,\"watch_seconds\":0.0,"
                                "\"duration_seconds\":null,\"rating\":null,\"device\":null}");
@@ -457,6 +502,38 @@ static void test_json_defaults_and_unions(void **state) {
                                "\"type\":\"rating\",\"ts\":7,\"watch_seconds\":3.0,"
                                "\"duration_seconds\":100.0,\"rating\":4.0,\"device\":\"web\"}");
     avro_value_decref(&v);
+}
+
+/* Empty strings and bytes are values like any other. */
+static void test_empty_strings_and_bytes(void **state) {
+    (void)state;
+    const char *json = "{\"item_id\":\"\",\"poster_id\":\"\",\"content_type\":\"\","
+                       "\"image\":\"\",\"ts\":0}";
+    codec_buf_t buf = {0};
+    encode_json("Poster", json, &buf);
+    const unsigned char want[] = {0, 0, 0, 0x03, 0xeb, 0, 0, 0, 0, 0};
+    assert_int_equal(buf.len, sizeof want);
+    assert_memory_equal(buf.data, want, sizeof want);
+    avro_value_t v;
+    assert_int_equal(codec_value_new(schema("Poster"), &v, err, sizeof err), 0);
+    assert_int_equal(codec_decode(codec, schema("Poster"), buf.data, buf.len, &v, err, sizeof err),
+                     0);
+    assert_json_equal_text(&v, json);
+    const char *key;
+    size_t key_len = 99;
+    assert_int_equal(codec_value_key(&v, "item_id", &key, &key_len), 0);
+    assert_int_equal(key_len, 0);
+    avro_value_decref(&v);
+    codec_buf_free(&buf);
+
+    /* A value whose union was never set is refused with a reason, not sent. */
+    assert_int_equal(codec_value_new(schema("Item"), &v, err, sizeof err), 0);
+    assert_int_equal(codec_encode(codec, schema("Item"), &v, &buf, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot encode Item"));
+    assert_int_equal(buf.len, 0);
+    assert_null(codec_value_to_json(&v));
+    avro_value_decref(&v);
+    codec_buf_free(&buf);
 }
 
 /* Keys in schema order, compact, shortest round-tripping numbers. */
@@ -512,7 +589,8 @@ static void test_json_errors(void **state) {
     (void)state;
     const char *ve_ok_tail = ",\"item_id\":\"i\",\"type\":\"view\",\"ts\":7}";
     char json[512];
-    assert_json_fails("ViewingEvent", "{\"event_id\":\"e\",\"item_id\":\"i\",\"type\":\"view\",\"ts\":7}",
+    assert_json_fails("ViewingEvent",
+                      "{\"event_id\":\"e\",\"item_id\":\"i\",\"type\":\"view\",\"ts\":7}",
                       "missing field user_id");
     snprintf(json, sizeof json, "{\"event_id\":\"e\",\"usr_id\":\"u\"%s", ve_ok_tail);
     assert_json_fails("ViewingEvent", json, "unknown field usr_id");
@@ -576,8 +654,13 @@ static void test_json_errors(void **state) {
 static void test_base64(void **state) {
     (void)state;
     static const char *const vectors[][2] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},        {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
     };
     for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         char *enc = codec_base64_encode(vectors[i][0], strlen(vectors[i][0]));
@@ -604,8 +687,8 @@ static void test_base64(void **state) {
         free(dec);
         free(enc);
     }
-    static const char *const bad[] = {"Zg=", "Zg", "Z===", "====", "Zg=a", "Zm9v\n", "Zm9*",
-                                      "=Zg=", "Zg==Zg==", " Zm9", "Zm-_"};
+    static const char *const bad[] = {"Zg=",  "Zg",   "Z===",     "====", "Zg=a", "Zm9v\n",
+                                      "Zm9*", "=Zg=", "Zg==Zg==", " Zm9", "Zm-_"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n;
         unsigned char *dec = codec_base64_decode(bad[i], strlen(bad[i]), &n);
@@ -643,6 +726,13 @@ static void check_decoded(const codec_schema_t *s, avro_value_t *v) {
     codec_buf_free(&again);
 }
 
+/* A failed decode must have been stopped by the codec's own checks: a
+ * failure inside avro_value_read() would mean the validator let through
+ * bytes Avro C cannot read, and Avro C leaks on that path. */
+static void refused_before_avro(void) {
+    if (strncmp(err, "cannot decode", 13) == 0) fail_msg("Avro C refused it: %s", err);
+}
+
 /* Random bodies after a valid header, and valid records with random bytes
  * changed: every outcome is a clean success or a clean failure. */
 static void test_random_bytes(void **state) {
@@ -664,13 +754,13 @@ static void test_random_bytes(void **state) {
             /* Small bytes make short lengths and low indexes, which get
              * further into the schema than uniform noise does. */
             int small = round % 2;
-            for (size_t k = 5; k < len; k++)
-                buf[k] = (unsigned char)(small ? rng() % 8 : rng());
+            for (size_t k = 5; k < len; k++) buf[k] = (unsigned char)(small ? rng() % 8 : rng());
             if (codec_decode(codec, s, buf, len, &v, err, sizeof err) == 0) {
                 ok++;
                 check_decoded(s, &v);
             } else {
                 failed++;
+                refused_before_avro();
             }
         }
         codec_buf_t rec = {0};
@@ -689,6 +779,7 @@ static void test_random_bytes(void **state) {
                 check_decoded(s, &v);
             } else {
                 failed++;
+                refused_before_avro();
             }
         }
         free(m);
@@ -733,11 +824,13 @@ int main(void) {
         cmocka_unit_test(test_truncation_and_trailing_bytes),
         cmocka_unit_test(test_huge_lengths_fail_fast),
         cmocka_unit_test(test_sized_blocks_decode),
+        cmocka_unit_test(test_item_limit),
         cmocka_unit_test(test_bad_indexes_and_utf8),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_value_reuse),
         cmocka_unit_test(test_encode_checks_schema),
         cmocka_unit_test(test_json_defaults_and_unions),
+        cmocka_unit_test(test_empty_strings_and_bytes),
         cmocka_unit_test(test_json_rendering),
         cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_base64),
