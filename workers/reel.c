@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pipeline/log.h"
+#include "workers/eval.h"
 #include "workers/workers.h"
 
 extern char **environ;
@@ -62,6 +63,9 @@ static void usage(FILE *out) {
             "                                              records -> JSON lines on stdout\n"
             "  mock-kafka [--brokers N] [--partitions P] [--topics a,b,...]\n"
             "                                              an in-process Kafka-protocol cluster\n"
+            "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
+            "                 [--algo NAME|all] [--k 10] [--seed N]\n"
+            "                                              offline quality of the recommenders\n"
             "  config                                      every configuration key\n"
             "  version                                     the version\n"
             "\n"
@@ -143,6 +147,13 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "mock-kafka") == 0) return cmd_mock_kafka(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) return cmd_config();
+    if (strcmp(cmd, "eval") == 0) {
+        if (argc > 2 && strcmp(argv[2], "recommend") == 0)
+            return cmd_eval_recommend(argc - 2, argv + 2);
+        fprintf(stderr, "usage: reel eval recommend --ratings FILE [options] "
+                        "(reel eval recommend --help)\n");
+        return 2;
+    }
     fprintf(stderr, "reel: unknown command %s\n\n", cmd);
     usage(stderr);
     return 2;

@@ -1,0 +1,878 @@
+/* rec.c: incremental recommenders over the abstract state of rec.h. */
+#include "kernels/rec.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Configuration and names                                             */
+
+static const char *const ev_names[REC_EV_N] = {"view",   "play", "progress", "complete",
+                                               "rating", "like", "dislike"};
+static const char *const sim_names[REC_SIM_N] = {"cosine", "jaccard", "lift", "pearson", "count"};
+static const char *const op_names[REC_OP_N] = {"seen_add", "hist_set",  "hist_del", "pair_add",
+                                               "item_add", "user_add",  "udot_add", "cons_set",
+                                               "cons_del", "itopk_set", "utopk_set"};
+
+void rec_config_defaults(rec_config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->weight[REC_EV_VIEW] = 0.5f;
+    cfg->weight[REC_EV_PLAY] = 1.0f;
+    cfg->weight[REC_EV_PROGRESS] = 2.0f; /* times the watch ratio */
+    cfg->weight[REC_EV_COMPLETE] = 3.0f;
+    cfg->weight[REC_EV_RATING] = 0.4f; /* times the rating */
+    cfg->weight[REC_EV_LIKE] = 2.0f;
+    cfg->weight[REC_EV_DISLIKE] = -2.0f;
+    cfg->half_life_ms = 0;
+    cfg->epoch_ms = 0;
+    cfg->max_future_ms = 5 * 60 * 1000;
+    cfg->hist_cap = 100;
+    cfg->seen_cap = 256;
+    cfg->cons_cap = 100;
+    cfg->item_k = 50;
+    cfg->user_k = 50;
+    cfg->sim = REC_SIM_JACCARD;
+    cfg->pair_fields = 0;
+    cfg->refresh_topk = 1;
+    cfg->src_weight[0] = 1.0f;
+    cfg->src_weight[1] = 0.5f;
+    cfg->src_weight[2] = 0.05f;
+    cfg->src_weight[3] = 0.05f;
+    cfg->pop_candidates = 200;
+    cfg->shrink = 0.0f;
+}
+
+unsigned rec_config_fields(const rec_config_t *cfg) {
+    if (cfg->pair_fields) return cfg->pair_fields;
+    switch (cfg->sim) {
+    case REC_SIM_COSINE:
+        return REC_PFM(REC_PF_D);
+    case REC_SIM_PEARSON:
+        return REC_PFM(REC_PF_RN) | REC_PFM(REC_PF_RD) | REC_PFM(REC_PF_RS) | REC_PFM(REC_PF_RQ);
+    default:
+        return REC_PFM(REC_PF_C);
+    }
+}
+
+const char *rec_sim_name(rec_sim_t s) {
+    return (unsigned)s < REC_SIM_N ? sim_names[s] : "?";
+}
+int rec_sim_parse(const char *name, rec_sim_t *out) {
+    for (int i = 0; i < REC_SIM_N; i++)
+        if (strcmp(name, sim_names[i]) == 0) {
+            *out = (rec_sim_t)i;
+            return 0;
+        }
+    return -1;
+}
+const char *rec_event_type_name(rec_event_type_t t) {
+    return (unsigned)t < REC_EV_N ? ev_names[t] : "?";
+}
+int rec_event_type_parse(const char *name, rec_event_type_t *out) {
+    for (int i = 0; i < REC_EV_N; i++)
+        if (strcmp(name, ev_names[i]) == 0) {
+            *out = (rec_event_type_t)i;
+            return 0;
+        }
+    return -1;
+}
+const char *rec_op_name(rec_op_t op) {
+    return (unsigned)op < REC_OP_N ? op_names[op] : "?";
+}
+
+uint64_t rec_hash64(const char *s, size_t len) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+
+#define REC_MAX_ID 256
+
+static int check_id(const char *what, const char *s, char *reason, size_t n) {
+    if (!s || !*s) {
+        snprintf(reason, n, "empty %s", what);
+        return -1;
+    }
+    if (strlen(s) > REC_MAX_ID) {
+        snprintf(reason, n, "%s longer than %d bytes", what, REC_MAX_ID);
+        return -1;
+    }
+    return 0;
+}
+
+int rec_event_check(const rec_config_t *cfg, const rec_event_t *ev, int64_t now_ms, char *reason,
+                    size_t n) {
+    if (check_id("event_id", ev->event_id, reason, n) < 0) return -1;
+    if (check_id("user_id", ev->user_id, reason, n) < 0) return -1;
+    if (check_id("item_id", ev->item_id, reason, n) < 0) return -1;
+    if ((unsigned)ev->type >= REC_EV_N) {
+        snprintf(reason, n, "unknown event type %d", (int)ev->type);
+        return -1;
+    }
+    if (ev->ts_ms <= 0) {
+        snprintf(reason, n, "missing or non-positive timestamp %lld", (long long)ev->ts_ms);
+        return -1;
+    }
+    if (ev->ts_ms > now_ms + cfg->max_future_ms) {
+        snprintf(reason, n, "timestamp %lld is %lld ms in the future", (long long)ev->ts_ms,
+                 (long long)(ev->ts_ms - now_ms));
+        return -1;
+    }
+    if (!isfinite(ev->watch_seconds) || ev->watch_seconds < 0) {
+        snprintf(reason, n, "watch_seconds %g out of range", ev->watch_seconds);
+        return -1;
+    }
+    if (!isfinite(ev->duration_seconds) || ev->duration_seconds < 0) {
+        snprintf(reason, n, "duration_seconds %g out of range", ev->duration_seconds);
+        return -1;
+    }
+    if (ev->type == REC_EV_RATING) {
+        if (!ev->has_rating) {
+            snprintf(reason, n, "rating event without a rating");
+            return -1;
+        }
+        if (!isfinite(ev->rating) || ev->rating < 0.5 || ev->rating > 5.0) {
+            snprintf(reason, n, "rating %g outside [0.5, 5]", ev->rating);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+double rec_event_weight(const rec_config_t *cfg, const rec_event_t *ev) {
+    double w = cfg->weight[ev->type];
+    if (ev->type == REC_EV_PROGRESS) {
+        if (ev->duration_seconds > 0) {
+            double r = ev->watch_seconds / ev->duration_seconds;
+            w *= r < 0 ? 0 : r > 1 ? 1 : r;
+        } else {
+            w = cfg->weight[REC_EV_PLAY];
+        }
+    } else if (ev->type == REC_EV_RATING) {
+        w *= ev->rating;
+    }
+    return w;
+}
+
+static double decay_g(const rec_config_t *cfg, int64_t ts) {
+    if (cfg->half_life_ms <= 0) return 1.0;
+    return exp2((double)(ts - cfg->epoch_ms) / (double)cfg->half_life_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deltas                                                              */
+
+void rec_deltas_free(rec_deltas_t *ds) {
+    free(ds->d);
+    ds->d = NULL;
+    ds->n = ds->cap = 0;
+}
+
+static rec_delta_t *push(rec_deltas_t *ds, rec_op_t op, uint32_t a, uint32_t b) {
+    if (ds->n == ds->cap) {
+        size_t cap = ds->cap ? ds->cap * 2 : 1024;
+        rec_delta_t *d = realloc(ds->d, cap * sizeof *d);
+        if (!d) return NULL;
+        ds->d = d;
+        ds->cap = cap;
+    }
+    rec_delta_t *d = &ds->d[ds->n++];
+    memset(d, 0, sizeof *d);
+    d->op = (uint8_t)op;
+    d->a = a;
+    d->b = b;
+    return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* Work space                                                          */
+
+struct rec_work {
+    int hcap, kcap, ccap, lcap;
+    rec_hist_t *hist;     /* hcap + 1 */
+    rec_hist_t *hist2;    /* hcap + 1, a neighbour's history */
+    uint32_t *ids;        /* hcap + kcap + 1 */
+    uint8_t *chg;         /* hcap + 1: the pair's counters changed */
+    double *fij, *fji;    /* (hcap + kcap) * REC_PF_N */
+    double *st;           /* (hcap + kcap + 1) * REC_IS_N */
+    rec_scored_t *topk;   /* max(kcap, lcap, pop) */
+    rec_cons_t *cons;     /* ccap */
+    uint32_t *uids;       /* ccap + lcap + 1 */
+    double *dots, *norms; /* ccap + lcap + 1 */
+    /* Scoring, sized to the catalogue. */
+    uint32_t ncap;
+    float *acc[4];
+    uint8_t *src, *ex;
+    uint32_t *touched;
+    uint32_t ntouched;
+    float prof[REC_FEAT_DIM];
+    float *cscore;
+    size_t cscore_cap;
+};
+
+rec_work_t *rec_work_new(const rec_config_t *cfg) {
+    rec_work_t *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->hcap = cfg->hist_cap > 0 ? cfg->hist_cap : 1;
+    w->kcap = cfg->item_k > 0 ? cfg->item_k : 1;
+    w->ccap = cfg->cons_cap > 0 ? cfg->cons_cap : 1;
+    w->lcap = cfg->user_k > 0 ? cfg->user_k : 1;
+    size_t nr = (size_t)w->hcap + w->kcap + 1;
+    size_t nu = (size_t)w->ccap + w->lcap + 1;
+    size_t nt = (size_t)(w->kcap > w->lcap ? w->kcap : w->lcap);
+    if (nt < (size_t)cfg->pop_candidates + w->hcap) nt = (size_t)cfg->pop_candidates + w->hcap;
+    w->hist = calloc((size_t)w->hcap + 1, sizeof *w->hist);
+    w->hist2 = calloc((size_t)w->hcap + 1, sizeof *w->hist2);
+    w->ids = calloc(nr, sizeof *w->ids);
+    w->chg = calloc(nr, 1);
+    w->fij = calloc(nr * REC_PF_N, sizeof *w->fij);
+    w->fji = calloc(nr * REC_PF_N, sizeof *w->fji);
+    w->st = calloc(nr * REC_IS_N, sizeof *w->st);
+    w->topk = calloc(nt, sizeof *w->topk);
+    w->cons = calloc((size_t)w->ccap, sizeof *w->cons);
+    w->uids = calloc(nu, sizeof *w->uids);
+    w->dots = calloc(nu, sizeof *w->dots);
+    w->norms = calloc(nu, sizeof *w->norms);
+    if (!w->hist || !w->hist2 || !w->ids || !w->chg || !w->fij || !w->fji || !w->st || !w->topk ||
+        !w->cons || !w->uids || !w->dots || !w->norms) {
+        rec_work_destroy(w);
+        return NULL;
+    }
+    return w;
+}
+
+void rec_work_destroy(rec_work_t *w) {
+    if (!w) return;
+    free(w->hist);
+    free(w->hist2);
+    free(w->ids);
+    free(w->chg);
+    free(w->fij);
+    free(w->fji);
+    free(w->st);
+    free(w->topk);
+    free(w->cons);
+    free(w->uids);
+    free(w->dots);
+    free(w->norms);
+    for (int s = 0; s < 4; s++) free(w->acc[s]);
+    free(w->src);
+    free(w->ex);
+    free(w->touched);
+    free(w->cscore);
+    free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* Similarity                                                          */
+
+double rec_similarity(rec_sim_t sim, const double *fij, const double *fji, const double *si,
+                      const double *sj) {
+    double den;
+    switch (sim) {
+    case REC_SIM_COSINE:
+        den = si[REC_IS_N2] * sj[REC_IS_N2];
+        return den > 0 ? fij[REC_PF_D] / sqrt(den) : 0.0;
+    case REC_SIM_JACCARD:
+        den = si[REC_IS_C] + sj[REC_IS_C] - fij[REC_PF_C];
+        return den > 0 ? fij[REC_PF_C] / den : 0.0;
+    case REC_SIM_LIFT:
+        den = si[REC_IS_C] * sj[REC_IS_C];
+        return den > 0 ? fij[REC_PF_C] / den : 0.0;
+    case REC_SIM_PEARSON: {
+        double n = fij[REC_PF_RN];
+        if (n <= 0) return 0.0;
+        double si_ = fij[REC_PF_RS], sj_ = fji[REC_PF_RS];
+        double num = fij[REC_PF_RD] - si_ * sj_ / n;
+        double vi = fij[REC_PF_RQ] - si_ * si_ / n, vj = fji[REC_PF_RQ] - sj_ * sj_ / n;
+        /* Relative threshold: constant ratings leave rounding noise. */
+        if (vi <= 1e-9 * fij[REC_PF_RQ] || vj <= 1e-9 * fji[REC_PF_RQ]) return 0.0;
+        return num / sqrt(vi * vj);
+    }
+    case REC_SIM_COUNT:
+        return fij[REC_PF_C];
+    default:
+        return 0.0;
+    }
+}
+
+static double sim_of(const rec_config_t *cfg, const double *fij, const double *fji,
+                     const double *si, const double *sj) {
+    double s = rec_similarity(cfg->sim, fij, fji, si, sj);
+    if (cfg->shrink > 0) {
+        double n = cfg->sim == REC_SIM_PEARSON ? fij[REC_PF_RN] : fij[REC_PF_C];
+        if (cfg->sim == REC_SIM_COSINE) n = fij[REC_PF_C] > 0 ? fij[REC_PF_C] : n;
+        s *= n / (n + cfg->shrink);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* The incremental update                                              */
+
+#define PUSH(op, a, b)                                                                             \
+    do {                                                                                           \
+        if (!(d = push(out, (op), (a), (b)))) goto oom;                                            \
+    } while (0)
+
+static int in_ids(const uint32_t *ids, int n, uint32_t x) {
+    for (int k = 0; k < n; k++)
+        if (ids[k] == x) return 1;
+    return 0;
+}
+
+int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w,
+                      const rec_event_t *ev, rec_deltas_t *out, char *reason, size_t rn) {
+    const unsigned pf = rec_config_fields(cfg);
+    const uint32_t u = ev->user, i = ev->item;
+    const int64_t ts = ev->ts_ms;
+    const size_t mark = out->n;
+    rec_delta_t *d;
+    void *cx = rd->ctx;
+
+    uint64_t h = rec_hash64(ev->event_id, strlen(ev->event_id));
+    if (rd->event_seen(cx, u, h)) return 0;
+    PUSH(REC_OP_SEEN_ADD, u, 0);
+    d->key = h;
+    d->t = ts;
+
+    const double g = decay_g(cfg, ts);
+    const double delta = rec_event_weight(cfg, ev) * g;
+
+    /* The user's history and the event's entry in it. */
+    int nh = rd->history(cx, u, w->hist, w->hcap + 1);
+    int k = -1;
+    for (int x = 0; x < nh; x++)
+        if (w->hist[x].item == i) k = x;
+    rec_hist_t e;
+    if (k >= 0) {
+        e = w->hist[k];
+    } else {
+        memset(&e, 0, sizeof e);
+        e.item = i;
+        e.t_first = ts;
+    }
+    const int is_new = k < 0;
+    const double old_a = e.a, new_a = old_a + delta;
+    const double old_r = e.rating;
+    double new_r = old_r;
+    if (ev->type == REC_EV_RATING) {
+        new_r = ev->rating;
+        if (old_r == 0) e.t_rated = ts;
+    }
+    e.a = new_a;
+    e.rating = (float)new_r;
+    if (ts > e.t_last) e.t_last = ts;
+    /* The other items of the history, in w->hist[0..no). */
+    if (k >= 0) w->hist[k] = w->hist[--nh];
+    const int no = nh;
+    for (int x = 0; x < no; x++) w->ids[x] = w->hist[x].item;
+
+    /* Current counters of the touched pairs and items. */
+    const int pearson = (pf & (REC_PFM(REC_PF_RS) | REC_PFM(REC_PF_RQ))) != 0;
+    rd->pairs(cx, i, w->ids, no, w->fij);
+    if (pearson) {
+        for (int x = 0; x < no; x++) rd->pairs(cx, w->ids[x], &i, 1, w->fji + x * REC_PF_N);
+    } else {
+        memcpy(w->fji, w->fij, (size_t)no * REC_PF_N * sizeof *w->fij);
+    }
+    double si[REC_IS_N];
+    rd->item_stats(cx, &i, 1, si);
+    rd->item_stats(cx, w->ids, no, w->st);
+
+    /* Pair counters. */
+    for (int x = 0; x < no; x++) {
+        const rec_hist_t *o = &w->hist[x];
+        const uint32_t j = o->item;
+        double *fij = w->fij + x * REC_PF_N, *fji = w->fji + x * REC_PF_N;
+        double add_ij[REC_PF_N] = {0}, add_ji[REC_PF_N] = {0};
+        if (is_new) {
+            double wp = decay_g(cfg, e.t_first > o->t_first ? e.t_first : o->t_first);
+            add_ij[REC_PF_C] = add_ji[REC_PF_C] = wp;
+        }
+        if (delta != 0 && o->a != 0) add_ij[REC_PF_D] = add_ji[REC_PF_D] = delta * o->a;
+        if (new_r > 0 && o->rating > 0 && new_r != old_r) {
+            double wr = decay_g(cfg, e.t_rated > o->t_rated ? e.t_rated : o->t_rated);
+            double rj = o->rating;
+            if (old_r == 0) {
+                add_ij[REC_PF_RN] = add_ji[REC_PF_RN] = wr;
+                add_ij[REC_PF_RD] = add_ji[REC_PF_RD] = wr * new_r * rj;
+                add_ij[REC_PF_RS] = wr * new_r;
+                add_ji[REC_PF_RS] = wr * rj;
+                add_ij[REC_PF_RQ] = wr * new_r * new_r;
+                add_ji[REC_PF_RQ] = wr * rj * rj;
+            } else {
+                add_ij[REC_PF_RD] = add_ji[REC_PF_RD] = wr * (new_r - old_r) * rj;
+                add_ij[REC_PF_RS] = wr * (new_r - old_r);
+                add_ij[REC_PF_RQ] = wr * (new_r * new_r - old_r * old_r);
+            }
+        }
+        unsigned changed = 0;
+        for (int f = 0; f < REC_PF_N; f++) {
+            if (!(pf & REC_PFM(f))) continue;
+            if (add_ij[f] != 0) {
+                PUSH(REC_OP_PAIR_ADD, i, j);
+                d->f = (uint8_t)f;
+                d->v = add_ij[f];
+                fij[f] += add_ij[f];
+                changed = 1;
+            }
+            if (add_ji[f] != 0) {
+                PUSH(REC_OP_PAIR_ADD, j, i);
+                d->f = (uint8_t)f;
+                d->v = add_ji[f];
+                fji[f] += add_ji[f];
+                changed = 1;
+            }
+        }
+        if (!pearson) { /* symmetric fields: fji mirrors fij */
+            memcpy(fji, fij, REC_PF_N * sizeof *fij);
+        }
+        w->chg[x] = (uint8_t)changed;
+    }
+
+    /* Item statistics. */
+    double dst[REC_IS_N] = {0};
+    if (is_new) dst[REC_IS_C] = g;
+    dst[REC_IS_N2] = new_a * new_a - old_a * old_a;
+    for (int f = 0; f < REC_IS_N; f++) {
+        if (dst[f] == 0) continue;
+        PUSH(REC_OP_ITEM_ADD, i, 0);
+        d->f = (uint8_t)f;
+        d->v = dst[f];
+        si[f] += dst[f];
+    }
+    /* Does the row's normalisation depend on a statistic that changed? */
+    int row_changed = 0;
+    switch (cfg->sim) {
+    case REC_SIM_COSINE:
+        row_changed = dst[REC_IS_N2] != 0;
+        break;
+    case REC_SIM_JACCARD:
+    case REC_SIM_LIFT:
+        row_changed = dst[REC_IS_C] != 0;
+        break;
+    default:
+        break;
+    }
+
+    /* History: set the entry, evict the least recently used beyond the cap. */
+    PUSH(REC_OP_HIST_SET, u, i);
+    d->hist = e;
+    if (is_new && no + 1 > cfg->hist_cap && no > 0) {
+        int ev_x = 0;
+        for (int x = 1; x < no; x++) {
+            const rec_hist_t *a = &w->hist[x], *b = &w->hist[ev_x];
+            if (a->t_last < b->t_last || (a->t_last == b->t_last && a->item < b->item)) ev_x = x;
+        }
+        PUSH(REC_OP_HIST_DEL, u, w->hist[ev_x].item);
+    }
+
+    /* Item top-K: the touched pairs, then the event item's other neighbours. */
+    for (int x = 0; x < no; x++) {
+        if (!w->chg[x] && !row_changed) continue;
+        const uint32_t j = w->hist[x].item;
+        double s =
+            sim_of(cfg, w->fij + x * REC_PF_N, w->fji + x * REC_PF_N, si, w->st + x * REC_IS_N);
+        PUSH(REC_OP_ITOPK_SET, i, j);
+        d->v = s;
+        PUSH(REC_OP_ITOPK_SET, j, i);
+        d->v = s;
+    }
+    if (cfg->refresh_topk && row_changed) {
+        int nk = rd->item_topk(cx, i, w->topk, w->kcap);
+        int nm = 0;
+        uint32_t *mids = w->ids + no; /* after the history's ids */
+        for (int x = 0; x < nk; x++)
+            if (!in_ids(w->ids, no, w->topk[x].id) && w->topk[x].id != i)
+                mids[nm++] = w->topk[x].id;
+        if (nm > 0) {
+            double *fij = w->fij + (size_t)no * REC_PF_N, *fji = w->fji + (size_t)no * REC_PF_N;
+            double *st = w->st + (size_t)no * REC_IS_N;
+            rd->pairs(cx, i, mids, nm, fij);
+            if (pearson) {
+                for (int x = 0; x < nm; x++) rd->pairs(cx, mids[x], &i, 1, fji + x * REC_PF_N);
+            } else {
+                memcpy(fji, fij, (size_t)nm * REC_PF_N * sizeof *fij);
+            }
+            rd->item_stats(cx, mids, nm, st);
+            for (int x = 0; x < nm; x++) {
+                double s =
+                    sim_of(cfg, fij + x * REC_PF_N, fji + x * REC_PF_N, si, st + x * REC_IS_N);
+                PUSH(REC_OP_ITOPK_SET, i, mids[x]);
+                d->v = s;
+                PUSH(REC_OP_ITOPK_SET, mids[x], i);
+                d->v = s;
+            }
+        }
+    }
+
+    /* User-based CF (Papagelis et al. 2005): dot products with the item's
+     * other consumers, the user's norm, and their top-K. */
+    const double dn2 = dst[REC_IS_N2];
+    if (delta != 0 || is_new) {
+        int nc = rd->consumers(cx, i, w->cons, w->ccap);
+        int in_cons = -1, nv = 0;
+        for (int x = 0; x < nc; x++) {
+            if (w->cons[x].user == u) {
+                in_cons = x;
+                continue;
+            }
+            if (w->cons[x].a != 0) {
+                w->uids[1 + nv] = w->cons[x].user;
+                w->dots[1 + nv] = w->cons[x].a; /* a_vi for now */
+                nv++;
+            }
+        }
+        if (dn2 != 0) {
+            PUSH(REC_OP_USER_ADD, u, 0);
+            d->v = dn2;
+        }
+        if (delta != 0 && nv > 0) {
+            double *dv = w->norms; /* scratch for the current dots */
+            rd->user_dots(cx, u, w->uids + 1, nv, dv);
+            for (int x = 0; x < nv; x++) {
+                double dd = delta * w->dots[1 + x];
+                PUSH(REC_OP_UDOT_ADD, u, w->uids[1 + x]);
+                d->v = dd;
+                PUSH(REC_OP_UDOT_ADD, w->uids[1 + x], u);
+                d->v = dd;
+                w->dots[1 + x] = dv[x] + dd;
+            }
+        }
+        /* Neighbours whose similarity changed: the touched users, plus the
+         * user's current neighbours when its norm changed. */
+        int nr = delta != 0 ? nv : 0;
+        if (cfg->refresh_topk && dn2 != 0) {
+            int nk = rd->user_topk(cx, u, w->topk, w->lcap);
+            int base = 1 + nr, nm = 0;
+            for (int x = 0; x < nk; x++) {
+                uint32_t v = w->topk[x].id;
+                if (v == u || in_ids(w->uids + 1, nr, v)) continue;
+                w->uids[base + nm++] = v;
+            }
+            if (nm > 0) rd->user_dots(cx, u, w->uids + base, nm, w->dots + base);
+            nr += nm;
+        }
+        if (nr > 0) {
+            w->uids[0] = u;
+            rd->user_norms(cx, w->uids, nr + 1, w->norms);
+            double nu = w->norms[0] + dn2;
+            for (int x = 1; x <= nr; x++) {
+                double den = nu * w->norms[x];
+                double s = den > 0 ? w->dots[x] / sqrt(den) : 0.0;
+                PUSH(REC_OP_UTOPK_SET, u, w->uids[x]);
+                d->v = s;
+                PUSH(REC_OP_UTOPK_SET, w->uids[x], u);
+                d->v = s;
+            }
+        }
+        if (is_new || in_cons >= 0) {
+            PUSH(REC_OP_CONS_SET, i, u);
+            d->v = new_a;
+            d->t = in_cons >= 0 ? w->cons[in_cons].t : ts;
+            if (in_cons < 0 && nc >= cfg->cons_cap && nc > 0) {
+                int old = 0;
+                for (int x = 1; x < nc; x++)
+                    if (w->cons[x].t < w->cons[old].t ||
+                        (w->cons[x].t == w->cons[old].t && w->cons[x].user < w->cons[old].user))
+                        old = x;
+                PUSH(REC_OP_CONS_DEL, i, w->cons[old].user);
+            }
+        }
+    }
+    return 1;
+oom:
+    out->n = mark;
+    snprintf(reason, rn, "out of memory");
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scoring                                                             */
+
+static int work_size(rec_work_t *w, uint32_t n) {
+    if (n <= w->ncap) return 0;
+    uint32_t cap = w->ncap ? w->ncap : 1024;
+    while (cap < n) cap *= 2;
+    for (int s = 0; s < 4; s++) {
+        float *a = realloc(w->acc[s], (size_t)cap * sizeof *a);
+        if (!a) return -1;
+        memset(a + w->ncap, 0, (size_t)(cap - w->ncap) * sizeof *a);
+        w->acc[s] = a;
+    }
+    uint8_t *src = realloc(w->src, cap), *ex = realloc(w->ex, cap);
+    if (src) w->src = src;
+    if (ex) w->ex = ex;
+    if (!src || !ex) return -1;
+    memset(w->src + w->ncap, 0, cap - w->ncap);
+    memset(w->ex + w->ncap, 0, cap - w->ncap);
+    uint32_t *t = realloc(w->touched, (size_t)cap * sizeof *t);
+    if (!t) return -1;
+    w->touched = t;
+    w->ncap = cap;
+    return 0;
+}
+
+static inline void credit(rec_work_t *w, int s, uint32_t c, float v) {
+    if (c >= w->ncap || w->ex[c]) return;
+    if (!w->src[c]) w->touched[w->ntouched++] = c;
+    w->src[c] |= (uint8_t)(1u << s);
+    w->acc[s][c] += v;
+}
+
+/* Min-heap on (score, id) for the top-N selection. */
+static int rec_better(const rec_rec_t *a, const rec_rec_t *b) {
+    return a->score > b->score || (a->score == b->score && a->item > b->item);
+}
+static void heap_down(rec_rec_t *h, int n, int x) {
+    for (;;) {
+        int l = 2 * x + 1, r = l + 1, m = x;
+        if (l < n && rec_better(&h[m], &h[l])) m = l;
+        if (r < n && rec_better(&h[m], &h[r])) m = r;
+        if (m == x) return;
+        rec_rec_t t = h[x];
+        h[x] = h[m];
+        h[m] = t;
+        x = m;
+    }
+}
+static int cmp_rec(const void *a, const void *b) {
+    return rec_better(a, b) ? -1 : rec_better(b, a) ? 1 : 0;
+}
+
+int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w, uint32_t user,
+                  unsigned sources, const uint8_t *exclude, size_t n_exclude, rec_rec_t *out,
+                  int n) {
+    void *cx = rd->ctx;
+    uint32_t ni = rd->n_items(cx);
+    if (work_size(w, ni) < 0) return -1;
+    w->ntouched = 0;
+    int nh = rd->history(cx, user, w->hist, w->hcap + 1);
+    for (int x = 0; x < nh; x++)
+        if (w->hist[x].item < w->ncap) w->ex[w->hist[x].item] = 1;
+    if (exclude) {
+        size_t m = n_exclude < w->ncap ? n_exclude : w->ncap;
+        for (size_t c = 0; c < m; c++) w->ex[c] |= exclude[c] ? 2 : 0;
+    }
+
+    /* Affinities are forward-decayed (huge or tiny in absolute terms): only
+     * their ratios to the user's largest one matter. */
+    double amax = 0;
+    for (int x = 0; x < nh; x++)
+        if (fabs(w->hist[x].a) > amax) amax = fabs(w->hist[x].a);
+    const double ascale = amax > 0 ? 1.0 / amax : 0.0;
+    if (sources & REC_SRC_ITEM_CF) {
+        for (int x = 0; x < nh; x++) {
+            float a = (float)(w->hist[x].a * ascale);
+            if (a <= 0) continue;
+            int nk = rd->item_topk(cx, w->hist[x].item, w->topk, w->kcap);
+            for (int y = 0; y < nk; y++)
+                if (w->topk[y].score > 0) credit(w, 0, w->topk[y].id, a * w->topk[y].score);
+        }
+    }
+    if (sources & REC_SRC_USER_CF) {
+        int nk = rd->user_topk(cx, user, w->topk, w->lcap);
+        rec_scored_t nb[256];
+        if (nk > 256) nk = 256;
+        memcpy(nb, w->topk, (size_t)nk * sizeof *nb);
+        for (int y = 0; y < nk; y++) {
+            if (nb[y].score <= 0) continue;
+            int nv = rd->history(cx, nb[y].id, w->hist2, w->hcap + 1);
+            for (int x = 0; x < nv; x++)
+                if (w->hist2[x].a > 0) credit(w, 1, w->hist2[x].item, nb[y].score);
+        }
+    }
+    if ((sources & REC_SRC_CONTENT) && nh > 0) {
+        const float *F;
+        const uint32_t *ids;
+        size_t nc = 0;
+        memset(w->prof, 0, sizeof w->prof);
+        int any = 0;
+        for (int x = 0; x < nh; x++) {
+            const float *f = rd->features(cx, w->hist[x].item);
+            if (!f) continue;
+            cblas_saxpy(REC_FEAT_DIM, (float)(w->hist[x].a * ascale), f, 1, w->prof, 1);
+            any = 1;
+        }
+        if (any && rd->catalogue(cx, &F, &ids, &nc) == 0 && nc > 0) {
+            if (nc > w->cscore_cap) {
+                float *c = realloc(w->cscore, nc * sizeof *c);
+                if (!c) goto oom;
+                w->cscore = c;
+                w->cscore_cap = nc;
+            }
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nc, REC_FEAT_DIM, 1.0f, F, REC_FEAT_DIM,
+                        w->prof, 1, 0.0f, w->cscore, 1);
+            for (size_t r = 0; r < nc; r++)
+                if (w->cscore[r] > 0) credit(w, 2, ids[r], w->cscore[r]);
+        }
+    }
+    if (sources & REC_SRC_POPULAR) {
+        int cap = cfg->pop_candidates + nh;
+        int np = rd->popular(cx, w->topk, cap);
+        for (int y = 0; y < np; y++)
+            if (w->topk[y].score > 0) credit(w, 3, w->topk[y].id, w->topk[y].score);
+    }
+
+    /* Normalise and blend. */
+    float lo[4], hi[4];
+    int used = 0;
+    for (int s = 0; s < 4; s++) {
+        lo[s] = INFINITY;
+        hi[s] = -INFINITY;
+    }
+    for (uint32_t t = 0; t < w->ntouched; t++) {
+        uint32_t c = w->touched[t];
+        for (int s = 0; s < 4; s++)
+            if (w->src[c] & (1u << s)) {
+                float v = w->acc[s][c];
+                if (v < lo[s]) lo[s] = v;
+                if (v > hi[s]) hi[s] = v;
+                used |= 1 << s;
+            }
+    }
+    int single = used == 1 || used == 2 || used == 4 || used == 8;
+    int nout = 0;
+    for (uint32_t t = 0; t < w->ntouched; t++) {
+        uint32_t c = w->touched[t];
+        float score = 0;
+        for (int s = 0; s < 4; s++) {
+            if (!(w->src[c] & (1u << s))) continue;
+            float v = w->acc[s][c];
+            if (single) {
+                score += v;
+            } else {
+                float span = hi[s] - lo[s];
+                score += cfg->src_weight[s] * (span > 0 ? (v - lo[s]) / span : 1.0f);
+            }
+        }
+        rec_rec_t r = {c, score, w->src[c]};
+        if (nout < n) {
+            out[nout++] = r;
+            if (nout == n)
+                for (int x = n / 2 - 1; x >= 0; x--) heap_down(out, n, x);
+        } else if (n > 0 && rec_better(&r, &out[0])) {
+            out[0] = r;
+            heap_down(out, n, 0);
+        }
+        w->src[c] = 0;
+        for (int s = 0; s < 4; s++) w->acc[s][c] = 0;
+    }
+    qsort(out, (size_t)nout, sizeof *out, cmp_rec);
+    /* Clear the exclusion marks. */
+    for (int x = 0; x < nh; x++)
+        if (w->hist[x].item < w->ncap) w->ex[w->hist[x].item] = 0;
+    if (exclude) {
+        size_t m = n_exclude < w->ncap ? n_exclude : w->ncap;
+        for (size_t c = 0; c < m; c++) w->ex[c] = 0;
+    }
+    w->ntouched = 0;
+    return nout;
+oom:
+    for (uint32_t t = 0; t < w->ntouched; t++) {
+        uint32_t c = w->touched[t];
+        w->src[c] = 0;
+        for (int s = 0; s < 4; s++) w->acc[s][c] = 0;
+    }
+    memset(w->ex, 0, w->ncap);
+    w->ntouched = 0;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Content features                                                    */
+
+static const char *const known_genres[] = {
+    "Action", "Adventure",   "Animation", "Children", "Comedy",
+    "Crime",  "Documentary", "Drama",     "Fantasy",  "Film-Noir",
+    "Horror", "IMAX",        "Musical",   "Mystery",  "Romance",
+    "Sci-Fi", "Thriller",    "War",       "Western",  "(no genres listed)"};
+#define N_KNOWN_GENRES 20
+
+static void l2_scale(float *v, int n, float scale) {
+    float s = 0;
+    for (int k = 0; k < n; k++) s += v[k] * v[k];
+    if (s <= 0) return;
+    s = scale / sqrtf(s);
+    for (int k = 0; k < n; k++) v[k] *= s;
+}
+
+void rec_item_features(const char *const *genres, int n_genres, const char *const *tags, int n_tags,
+                       int year, float out[REC_FEAT_DIM]) {
+    memset(out, 0, REC_FEAT_DIM * sizeof *out);
+    for (int g = 0; g < n_genres; g++) {
+        if (!genres[g] || !*genres[g]) continue;
+        int slot = -1;
+        for (int k = 0; k < N_KNOWN_GENRES; k++)
+            if (strcasecmp(genres[g], known_genres[k]) == 0) slot = k;
+        if (slot < 0)
+            slot = N_KNOWN_GENRES + (int)(rec_hash64(genres[g], strlen(genres[g])) %
+                                          (REC_FEAT_GENRE - N_KNOWN_GENRES));
+        out[slot] = 1.0f;
+    }
+    for (int t = 0; t < n_tags; t++) {
+        if (!tags[t] || !*tags[t]) continue;
+        char low[128];
+        size_t n = strlen(tags[t]);
+        if (n >= sizeof low) n = sizeof low - 1;
+        for (size_t c = 0; c < n; c++) {
+            char ch = tags[t][c];
+            low[c] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+        }
+        out[REC_FEAT_GENRE + rec_hash64(low, n) % REC_FEAT_TAGS] += 1.0f;
+    }
+    if (year > 0) {
+        int b = year < 1930 ? 0 : 1 + (year - 1930) / 5;
+        if (b >= REC_FEAT_YEAR) b = REC_FEAT_YEAR - 1;
+        out[REC_FEAT_GENRE + REC_FEAT_TAGS + b] = 1.0f;
+    }
+    l2_scale(out, REC_FEAT_GENRE, 1.0f);
+    l2_scale(out + REC_FEAT_GENRE, REC_FEAT_TAGS, 0.5f);
+    l2_scale(out + REC_FEAT_GENRE + REC_FEAT_TAGS, REC_FEAT_YEAR, 0.5f);
+}
+
+/* ------------------------------------------------------------------ */
+/* Metrics                                                             */
+
+static int has_id(const uint32_t *sorted, int n, uint32_t x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int m = (lo + hi) / 2;
+        if (sorted[m] < x)
+            lo = m + 1;
+        else
+            hi = m;
+    }
+    return lo < n && sorted[lo] == x;
+}
+
+void rec_metrics_user(const uint32_t *ranked, int k, const uint32_t *relevant, int n_rel,
+                      rec_metrics_t *m) {
+    memset(m, 0, sizeof *m);
+    if (k <= 0 || n_rel <= 0) return;
+    int hits = 0;
+    double dcg = 0, ap = 0, idcg = 0;
+    for (int r = 0; r < k; r++) {
+        if (!has_id(relevant, n_rel, ranked[r])) continue;
+        hits++;
+        dcg += 1.0 / log2(r + 2.0);
+        ap += (double)hits / (r + 1.0);
+    }
+    int ideal = n_rel < k ? n_rel : k;
+    for (int r = 0; r < ideal; r++) idcg += 1.0 / log2(r + 2.0);
+    m->precision = (double)hits / k;
+    m->recall = (double)hits / n_rel;
+    m->ndcg = idcg > 0 ? dcg / idcg : 0;
+    m->map = ap / n_rel;
+    m->hit = hits > 0;
+}

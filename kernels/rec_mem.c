@@ -1,0 +1,601 @@
+/* rec_mem.c: the in-memory state of rec.h (hash maps and flat arrays) and the
+ * string-id dictionary. Used by `reel eval recommend` and the tests; the
+ * recommend worker keeps the same keys in Redis. */
+#include "kernels/rec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* uint32 -> double[stride], open addressing, linear probing, no delete */
+
+#define EMPTY UINT32_MAX
+
+typedef struct u32map {
+    uint32_t *keys;
+    double *vals;
+    uint32_t cap, n;
+} u32map_t;
+
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+static const double *map_get(const u32map_t *m, uint32_t key, int stride) {
+    if (!m->cap) return NULL;
+    uint32_t mask = m->cap - 1;
+    for (uint32_t p = mix32(key) & mask;; p = (p + 1) & mask) {
+        if (m->keys[p] == key) return m->vals + (size_t)p * stride;
+        if (m->keys[p] == EMPTY) return NULL;
+    }
+}
+
+static int map_grow(u32map_t *m, int stride) {
+    uint32_t cap = m->cap ? m->cap * 2 : 8;
+    uint32_t *keys = malloc((size_t)cap * sizeof *keys);
+    double *vals = calloc((size_t)cap * stride, sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    memset(keys, 0xff, (size_t)cap * sizeof *keys);
+    for (uint32_t q = 0; q < m->cap; q++) {
+        if (m->keys[q] == EMPTY) continue;
+        uint32_t p = mix32(m->keys[q]) & (cap - 1);
+        while (keys[p] != EMPTY) p = (p + 1) & (cap - 1);
+        keys[p] = m->keys[q];
+        memcpy(vals + (size_t)p * stride, m->vals + (size_t)q * stride, stride * sizeof *vals);
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    return 0;
+}
+
+/* The values of key, inserted as zeros when absent; NULL on OOM. */
+static double *map_put(u32map_t *m, uint32_t key, int stride) {
+    if ((m->n + 1) * 4 > m->cap * 3 && map_grow(m, stride) < 0) return NULL;
+    uint32_t mask = m->cap - 1;
+    uint32_t p = mix32(key) & mask;
+    while (m->keys[p] != key) {
+        if (m->keys[p] == EMPTY) {
+            m->keys[p] = key;
+            m->n++;
+            break;
+        }
+        p = (p + 1) & mask;
+    }
+    return m->vals + (size_t)p * stride;
+}
+
+static void map_free(u32map_t *m) {
+    free(m->keys);
+    free(m->vals);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bounded top-K list (unsorted; sorted on read)                       */
+
+typedef struct topk {
+    rec_scored_t *e;
+    int n;
+} topk_t;
+
+static inline int sc_better(float sa, uint32_t ia, float sb, uint32_t ib) {
+    return sa > sb || (sa == sb && ia > ib);
+}
+
+/* ZADD row member score, then keep the best k. */
+static int topk_set(topk_t *t, int k, uint32_t id, float score) {
+    if (k <= 0) return 0;
+    if (!t->e) {
+        t->e = malloc((size_t)k * sizeof *t->e);
+        if (!t->e) return -1;
+    }
+    int worst = -1;
+    for (int x = 0; x < t->n; x++) {
+        if (t->e[x].id == id) {
+            t->e[x].score = score;
+            return 0;
+        }
+        if (worst < 0 || sc_better(t->e[worst].score, t->e[worst].id, t->e[x].score, t->e[x].id))
+            worst = x;
+    }
+    if (t->n < k) {
+        t->e[t->n].id = id;
+        t->e[t->n++].score = score;
+    } else if (sc_better(score, id, t->e[worst].score, t->e[worst].id)) {
+        t->e[worst].id = id;
+        t->e[worst].score = score;
+    }
+    return 0;
+}
+
+static int cmp_scored(const void *a, const void *b) {
+    const rec_scored_t *x = a, *y = b;
+    return sc_better(x->score, x->id, y->score, y->id)   ? -1
+           : sc_better(y->score, y->id, x->score, x->id) ? 1
+                                                         : 0;
+}
+
+static int topk_read(const topk_t *t, rec_scored_t *out, int cap) {
+    int n = t->n;
+    if (n == 0) return 0;
+    rec_scored_t tmp[512];
+    rec_scored_t *buf = n <= 512 ? tmp : malloc((size_t)n * sizeof *buf);
+    if (!buf) return 0;
+    memcpy(buf, t->e, (size_t)n * sizeof *buf);
+    qsort(buf, (size_t)n, sizeof *buf, cmp_scored);
+    if (n > cap) n = cap;
+    memcpy(out, buf, (size_t)n * sizeof *out);
+    if (buf != tmp) free(buf);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The state                                                           */
+
+typedef struct muser {
+    rec_hist_t *hist;
+    int nh;
+    uint64_t *seen; /* ring of seen_cap */
+    int nseen, seen_head;
+    double n2;
+    u32map_t dots; /* stride 1 */
+    topk_t topk;
+} muser_t;
+
+typedef struct mitem {
+    double st[REC_IS_N];
+    u32map_t pairs; /* stride = number of maintained fields */
+    rec_cons_t *cons;
+    int ncons;
+    topk_t topk;
+    int64_t cat_row; /* row in the catalogue block, -1 none */
+} mitem_t;
+
+struct rec_mem {
+    rec_config_t cfg;
+    int stride;
+    int slot[REC_PF_N]; /* field -> slot in a pair's values, -1 not kept */
+    muser_t *users;
+    uint32_t nu, capu;
+    mitem_t *items;
+    uint32_t ni, capi;
+    float *cat; /* catalogue block, ncat x REC_FEAT_DIM */
+    uint32_t *cat_ids;
+    size_t ncat, capcat;
+    rec_scored_t *pop; /* sorted popularity, rebuilt when dirty */
+    uint32_t npop;
+    int pop_dirty;
+    size_t npairs;
+};
+
+rec_mem_t *rec_mem_new(const rec_config_t *cfg) {
+    rec_mem_t *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    unsigned pf = rec_config_fields(cfg);
+    for (int f = 0; f < REC_PF_N; f++) m->slot[f] = (pf & REC_PFM(f)) ? m->stride++ : -1;
+    if (m->stride == 0) m->stride = 1;
+    m->pop_dirty = 1;
+    return m;
+}
+
+void rec_mem_destroy(rec_mem_t *m) {
+    if (!m) return;
+    for (uint32_t u = 0; u < m->nu; u++) {
+        free(m->users[u].hist);
+        free(m->users[u].seen);
+        map_free(&m->users[u].dots);
+        free(m->users[u].topk.e);
+    }
+    for (uint32_t i = 0; i < m->ni; i++) {
+        map_free(&m->items[i].pairs);
+        free(m->items[i].cons);
+        free(m->items[i].topk.e);
+    }
+    free(m->users);
+    free(m->items);
+    free(m->cat);
+    free(m->cat_ids);
+    free(m->pop);
+    free(m);
+}
+
+static muser_t *user_at(rec_mem_t *m, uint32_t u) {
+    if (u >= m->nu) {
+        if (u >= m->capu) {
+            uint32_t cap = m->capu ? m->capu : 256;
+            while (cap <= u) cap *= 2;
+            muser_t *p = realloc(m->users, (size_t)cap * sizeof *p);
+            if (!p) return NULL;
+            m->users = p;
+            m->capu = cap;
+        }
+        memset(m->users + m->nu, 0, (size_t)(u + 1 - m->nu) * sizeof *m->users);
+        m->nu = u + 1;
+    }
+    return &m->users[u];
+}
+
+static mitem_t *item_at(rec_mem_t *m, uint32_t i) {
+    if (i >= m->ni) {
+        if (i >= m->capi) {
+            uint32_t cap = m->capi ? m->capi : 256;
+            while (cap <= i) cap *= 2;
+            mitem_t *p = realloc(m->items, (size_t)cap * sizeof *p);
+            if (!p) return NULL;
+            m->items = p;
+            m->capi = cap;
+        }
+        memset(m->items + m->ni, 0, (size_t)(i + 1 - m->ni) * sizeof *m->items);
+        for (uint32_t x = m->ni; x <= i; x++) m->items[x].cat_row = -1;
+        m->ni = i + 1;
+    }
+    return &m->items[i];
+}
+
+static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
+    const rec_config_t *cfg = &m->cfg;
+    muser_t *us;
+    mitem_t *it;
+    double *v;
+    switch ((rec_op_t)d->op) {
+    case REC_OP_SEEN_ADD:
+        if (!(us = user_at(m, d->a)) || cfg->seen_cap <= 0) return us ? 0 : -1;
+        if (!us->seen && !(us->seen = malloc((size_t)cfg->seen_cap * sizeof *us->seen))) return -1;
+        us->seen[us->seen_head] = d->key;
+        us->seen_head = (us->seen_head + 1) % cfg->seen_cap;
+        if (us->nseen < cfg->seen_cap) us->nseen++;
+        return 0;
+    case REC_OP_HIST_SET:
+        if (!(us = user_at(m, d->a))) return -1;
+        if (!us->hist && !(us->hist = malloc(((size_t)cfg->hist_cap + 1) * sizeof *us->hist)))
+            return -1;
+        for (int x = 0; x < us->nh; x++)
+            if (us->hist[x].item == d->hist.item) {
+                us->hist[x] = d->hist;
+                return 0;
+            }
+        if (us->nh > cfg->hist_cap) return 0; /* a HIST_DEL follows; never happens */
+        us->hist[us->nh++] = d->hist;
+        return 0;
+    case REC_OP_HIST_DEL:
+        if (d->a >= m->nu) return 0;
+        us = &m->users[d->a];
+        for (int x = 0; x < us->nh; x++)
+            if (us->hist[x].item == d->b) {
+                us->hist[x] = us->hist[--us->nh];
+                break;
+            }
+        return 0;
+    case REC_OP_PAIR_ADD:
+        if (d->f >= REC_PF_N || m->slot[d->f] < 0) return 0;
+        if (!(it = item_at(m, d->a)) || !item_at(m, d->b)) return -1;
+        it = &m->items[d->a];
+        {
+            uint32_t before = it->pairs.n;
+            if (!(v = map_put(&it->pairs, d->b, m->stride))) return -1;
+            m->npairs += it->pairs.n - before;
+        }
+        v[m->slot[d->f]] += d->v;
+        return 0;
+    case REC_OP_ITEM_ADD:
+        if (d->f >= REC_IS_N || !(it = item_at(m, d->a))) return d->f >= REC_IS_N ? 0 : -1;
+        it->st[d->f] += d->v;
+        if (d->f == REC_IS_C) m->pop_dirty = 1;
+        return 0;
+    case REC_OP_USER_ADD:
+        if (!(us = user_at(m, d->a))) return -1;
+        us->n2 += d->v;
+        return 0;
+    case REC_OP_UDOT_ADD:
+        if (!user_at(m, d->b) || !(us = user_at(m, d->a))) return -1;
+        if (!(v = map_put(&us->dots, d->b, 1))) return -1;
+        v[0] += d->v;
+        return 0;
+    case REC_OP_CONS_SET:
+        if (!(it = item_at(m, d->a))) return -1;
+        for (int x = 0; x < it->ncons; x++)
+            if (it->cons[x].user == d->b) {
+                it->cons[x].a = d->v;
+                return 0;
+            }
+        if (!it->cons && !(it->cons = malloc(((size_t)cfg->cons_cap + 1) * sizeof *it->cons)))
+            return -1;
+        if (it->ncons > cfg->cons_cap) return 0;
+        it->cons[it->ncons].user = d->b;
+        it->cons[it->ncons].a = d->v;
+        it->cons[it->ncons++].t = d->t;
+        return 0;
+    case REC_OP_CONS_DEL:
+        if (d->a >= m->ni) return 0;
+        it = &m->items[d->a];
+        for (int x = 0; x < it->ncons; x++)
+            if (it->cons[x].user == d->b) {
+                it->cons[x] = it->cons[--it->ncons];
+                break;
+            }
+        return 0;
+    case REC_OP_ITOPK_SET:
+        if (!item_at(m, d->b) || !(it = item_at(m, d->a))) return -1;
+        return topk_set(&it->topk, cfg->item_k, d->b, (float)d->v);
+    case REC_OP_UTOPK_SET:
+        if (!user_at(m, d->b) || !(us = user_at(m, d->a))) return -1;
+        return topk_set(&us->topk, cfg->user_k, d->b, (float)d->v);
+    default:
+        return 0;
+    }
+}
+
+int rec_mem_apply(rec_mem_t *m, const rec_delta_t *d, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (apply_one(m, &d[k]) < 0) return -1;
+    return 0;
+}
+
+size_t rec_mem_pair_count(const rec_mem_t *m) {
+    return m->npairs;
+}
+
+int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f) {
+    mitem_t *it = item_at(m, item);
+    if (!it) return -1;
+    if (it->cat_row < 0) {
+        if (m->ncat == m->capcat) {
+            size_t cap = m->capcat ? m->capcat * 2 : 1024;
+            float *c = realloc(m->cat, cap * REC_FEAT_DIM * sizeof *c);
+            if (!c) return -1;
+            m->cat = c;
+            uint32_t *ids = realloc(m->cat_ids, cap * sizeof *ids);
+            if (!ids) return -1;
+            m->cat_ids = ids;
+            m->capcat = cap;
+        }
+        it->cat_row = (int64_t)m->ncat;
+        m->cat_ids[m->ncat++] = item;
+    }
+    memcpy(m->cat + (size_t)it->cat_row * REC_FEAT_DIM, f, REC_FEAT_DIM * sizeof *f);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The reader                                                          */
+
+static int r_event_seen(void *ctx, uint32_t u, uint64_t h) {
+    rec_mem_t *m = ctx;
+    if (u >= m->nu) return 0;
+    const muser_t *us = &m->users[u];
+    for (int x = 0; x < us->nseen; x++)
+        if (us->seen[x] == h) return 1;
+    return 0;
+}
+
+static int r_history(void *ctx, uint32_t u, rec_hist_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    if (u >= m->nu) return 0;
+    int n = m->users[u].nh < cap ? m->users[u].nh : cap;
+    if (n > 0) memcpy(out, m->users[u].hist, (size_t)n * sizeof *out);
+    return n;
+}
+
+static void r_pairs(void *ctx, uint32_t row, const uint32_t *cols, int n, double *out) {
+    rec_mem_t *m = ctx;
+    memset(out, 0, (size_t)n * REC_PF_N * sizeof *out);
+    if (row >= m->ni) return;
+    const u32map_t *p = &m->items[row].pairs;
+    for (int k = 0; k < n; k++) {
+        const double *v = map_get(p, cols[k], m->stride);
+        if (!v) continue;
+        for (int f = 0; f < REC_PF_N; f++)
+            if (m->slot[f] >= 0) out[k * REC_PF_N + f] = v[m->slot[f]];
+    }
+}
+
+static void r_item_stats(void *ctx, const uint32_t *items, int n, double *out) {
+    rec_mem_t *m = ctx;
+    for (int k = 0; k < n; k++)
+        for (int f = 0; f < REC_IS_N; f++)
+            out[k * REC_IS_N + f] = items[k] < m->ni ? m->items[items[k]].st[f] : 0.0;
+}
+
+static void r_user_norms(void *ctx, const uint32_t *users, int n, double *out) {
+    rec_mem_t *m = ctx;
+    for (int k = 0; k < n; k++) out[k] = users[k] < m->nu ? m->users[users[k]].n2 : 0.0;
+}
+
+static void r_user_dots(void *ctx, uint32_t u, const uint32_t *others, int n, double *out) {
+    rec_mem_t *m = ctx;
+    for (int k = 0; k < n; k++) {
+        const double *v = u < m->nu ? map_get(&m->users[u].dots, others[k], 1) : NULL;
+        out[k] = v ? v[0] : 0.0;
+    }
+}
+
+static int r_consumers(void *ctx, uint32_t i, rec_cons_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    if (i >= m->ni) return 0;
+    int n = m->items[i].ncons < cap ? m->items[i].ncons : cap;
+    if (n > 0) memcpy(out, m->items[i].cons, (size_t)n * sizeof *out);
+    return n;
+}
+
+static int r_item_topk(void *ctx, uint32_t i, rec_scored_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    return i < m->ni ? topk_read(&m->items[i].topk, out, cap) : 0;
+}
+
+static int r_user_topk(void *ctx, uint32_t u, rec_scored_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    return u < m->nu ? topk_read(&m->users[u].topk, out, cap) : 0;
+}
+
+static const float *r_features(void *ctx, uint32_t i) {
+    rec_mem_t *m = ctx;
+    if (i >= m->ni || m->items[i].cat_row < 0) return NULL;
+    return m->cat + (size_t)m->items[i].cat_row * REC_FEAT_DIM;
+}
+
+static int r_popular(void *ctx, rec_scored_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    if (m->pop_dirty) {
+        rec_scored_t *p = realloc(m->pop, ((size_t)m->ni + 1) * sizeof *p);
+        if (!p) return 0;
+        m->pop = p;
+        m->npop = 0;
+        for (uint32_t i = 0; i < m->ni; i++)
+            if (m->items[i].st[REC_IS_C] > 0) {
+                p[m->npop].id = i;
+                p[m->npop++].score = (float)m->items[i].st[REC_IS_C];
+            }
+        qsort(p, m->npop, sizeof *p, cmp_scored);
+        m->pop_dirty = 0;
+    }
+    int n = (int)m->npop < cap ? (int)m->npop : cap;
+    if (n > 0) memcpy(out, m->pop, (size_t)n * sizeof *out);
+    return n;
+}
+
+static int r_catalogue(void *ctx, const float **feat, const uint32_t **ids, size_t *n) {
+    rec_mem_t *m = ctx;
+    *feat = m->cat;
+    *ids = m->cat_ids;
+    *n = m->ncat;
+    return 0;
+}
+
+static uint32_t r_n_items(void *ctx) {
+    return ((rec_mem_t *)ctx)->ni;
+}
+
+rec_reader_t rec_mem_reader(rec_mem_t *m) {
+    rec_reader_t r = {
+        .ctx = m,
+        .event_seen = r_event_seen,
+        .history = r_history,
+        .pairs = r_pairs,
+        .item_stats = r_item_stats,
+        .user_norms = r_user_norms,
+        .user_dots = r_user_dots,
+        .consumers = r_consumers,
+        .item_topk = r_item_topk,
+        .user_topk = r_user_topk,
+        .features = r_features,
+        .popular = r_popular,
+        .catalogue = r_catalogue,
+        .n_items = r_n_items,
+    };
+    return r;
+}
+
+int rec_mem_rebuild_item_topk(rec_mem_t *m) {
+    double fij[REC_PF_N], fji[REC_PF_N];
+    for (uint32_t i = 0; i < m->ni; i++) {
+        mitem_t *it = &m->items[i];
+        it->topk.n = 0;
+        const u32map_t *p = &it->pairs;
+        for (uint32_t q = 0; q < p->cap; q++) {
+            uint32_t j = p->keys[q];
+            if (j == EMPTY || j >= m->ni) continue;
+            const double *v = p->vals + (size_t)q * m->stride;
+            const double *w = map_get(&m->items[j].pairs, i, m->stride);
+            for (int f = 0; f < REC_PF_N; f++) {
+                fij[f] = m->slot[f] >= 0 ? v[m->slot[f]] : 0.0;
+                fji[f] = m->slot[f] >= 0 && w ? w[m->slot[f]] : 0.0;
+            }
+            double s = rec_similarity(m->cfg.sim, fij, fji, it->st, m->items[j].st);
+            if (m->cfg.shrink > 0) {
+                double n = m->cfg.sim == REC_SIM_PEARSON ? fij[REC_PF_RN] : fij[REC_PF_C];
+                if (m->cfg.sim == REC_SIM_COSINE && fij[REC_PF_C] > 0) n = fij[REC_PF_C];
+                s *= n / (n + m->cfg.shrink);
+            }
+            if (topk_set(&it->topk, m->cfg.item_k, j, (float)s) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dictionary                                                          */
+
+struct rec_dict {
+    char **names;
+    uint32_t n, capn;
+    uint32_t *slots; /* id + 1, 0 empty */
+    uint32_t caps;
+};
+
+rec_dict_t *rec_dict_new(void) {
+    return calloc(1, sizeof(rec_dict_t));
+}
+
+void rec_dict_destroy(rec_dict_t *d) {
+    if (!d) return;
+    for (uint32_t k = 0; k < d->n; k++) free(d->names[k]);
+    free(d->names);
+    free(d->slots);
+    free(d);
+}
+
+static int dict_eq(const char *a, const char *s, size_t len) {
+    return strncmp(a, s, len) == 0 && a[len] == '\0';
+}
+
+uint32_t rec_dict_find(const rec_dict_t *d, const char *s, size_t len) {
+    if (!d->caps) return UINT32_MAX;
+    uint32_t mask = d->caps - 1;
+    for (uint32_t p = (uint32_t)rec_hash64(s, len) & mask;; p = (p + 1) & mask) {
+        if (!d->slots[p]) return UINT32_MAX;
+        if (dict_eq(d->names[d->slots[p] - 1], s, len)) return d->slots[p] - 1;
+    }
+}
+
+uint32_t rec_dict_intern(rec_dict_t *d, const char *s, size_t len) {
+    uint32_t id = rec_dict_find(d, s, len);
+    if (id != UINT32_MAX) return id;
+    if ((d->n + 1) * 2 > d->caps) {
+        uint32_t caps = d->caps ? d->caps * 2 : 1024;
+        uint32_t *slots = calloc(caps, sizeof *slots);
+        if (!slots) return UINT32_MAX;
+        for (uint32_t k = 0; k < d->n; k++) {
+            uint32_t p = (uint32_t)rec_hash64(d->names[k], strlen(d->names[k])) & (caps - 1);
+            while (slots[p]) p = (p + 1) & (caps - 1);
+            slots[p] = k + 1;
+        }
+        free(d->slots);
+        d->slots = slots;
+        d->caps = caps;
+    }
+    if (d->n == d->capn) {
+        uint32_t cap = d->capn ? d->capn * 2 : 1024;
+        char **names = realloc(d->names, (size_t)cap * sizeof *names);
+        if (!names) return UINT32_MAX;
+        d->names = names;
+        d->capn = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return UINT32_MAX;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    d->names[d->n] = copy;
+    uint32_t p = (uint32_t)rec_hash64(s, len) & (d->caps - 1);
+    while (d->slots[p]) p = (p + 1) & (d->caps - 1);
+    d->slots[p] = d->n + 1;
+    return d->n++;
+}
+
+uint32_t rec_dict_size(const rec_dict_t *d) {
+    return d->n;
+}
+const char *rec_dict_name(const rec_dict_t *d, uint32_t id) {
+    return id < d->n ? d->names[id] : NULL;
+}

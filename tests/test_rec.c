@@ -1,0 +1,604 @@
+/* test_rec.c: the incremental recommenders of kernels/rec.h against
+ * from-scratch batch computations, top-K maintenance, metrics, dedupe and
+ * bad input. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/rec.h"
+
+#define NU 14
+#define NI 12
+#define NEV 400
+#define T0 1700000000000LL
+#define DAY 86400000LL
+
+typedef struct stream {
+    rec_event_t ev[NEV];
+    char ids[NEV][16];
+} stream_t;
+
+static uint64_t rng(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* A random stream over NU users and NI items, every event type, strictly
+ * increasing timestamps over about three days. */
+static void make_stream(stream_t *st, uint64_t seed, int positive_only) {
+    uint64_t s = seed;
+    int64_t ts = T0;
+    for (int k = 0; k < NEV; k++) {
+        rec_event_t *e = &st->ev[k];
+        memset(e, 0, sizeof *e);
+        snprintf(st->ids[k], sizeof st->ids[k], "e%d", k);
+        e->event_id = st->ids[k];
+        e->user_id = "u";
+        e->item_id = "i";
+        e->user = (uint32_t)(rng(&s) % NU);
+        /* Skewed items so that some pairs are frequent. */
+        uint32_t a = (uint32_t)(rng(&s) % NI), b = (uint32_t)(rng(&s) % NI);
+        e->item = a < b ? a : b;
+        int t = (int)(rng(&s) % (positive_only ? REC_EV_DISLIKE : REC_EV_N));
+        e->type = (rec_event_type_t)t;
+        ts += 1 + (int64_t)(rng(&s) % (DAY / 120));
+        e->ts_ms = ts;
+        if (e->type == REC_EV_PROGRESS) {
+            e->duration_seconds = 100;
+            e->watch_seconds = (double)(rng(&s) % 150);
+        }
+        if (e->type == REC_EV_RATING) {
+            e->has_rating = 1;
+            e->rating = 0.5 * (double)(1 + rng(&s) % 10);
+        }
+    }
+}
+
+static void big_config(rec_config_t *cfg, int64_t half_life) {
+    rec_config_defaults(cfg);
+    cfg->hist_cap = 1000;
+    cfg->cons_cap = 1000;
+    cfg->item_k = 1000;
+    cfg->user_k = 1000;
+    cfg->half_life_ms = half_life;
+    cfg->epoch_ms = T0;
+    cfg->pair_fields = (1u << REC_PF_N) - 1;
+}
+
+/* Replays the stream into a new state; returns it. */
+static rec_mem_t *replay(const rec_config_t *cfg, const stream_t *st, int n) {
+    rec_mem_t *m = rec_mem_new(cfg);
+    rec_work_t *w = rec_work_new(cfg);
+    assert_non_null(m);
+    assert_non_null(w);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128];
+    for (int k = 0; k < n; k++) {
+        assert_int_equal(rec_event_check(cfg, &st->ev[k], st->ev[k].ts_ms, reason, sizeof reason),
+                         0);
+        ds.n = 0;
+        assert_int_equal(rec_process_event(cfg, &rd, w, &st->ev[k], &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    return m;
+}
+
+/* The batch answer, computed from the event log alone. */
+typedef struct batch {
+    double a[NU][NI], r[NU][NI];
+    int64_t tf[NU][NI], tr[NU][NI];
+    int has[NU][NI];
+    double f[NI][NI][REC_PF_N];
+    double st[NI][REC_IS_N];
+    double udot[NU][NU], un2[NU];
+} batch_t;
+
+static double g_at(const rec_config_t *cfg, int64_t t) {
+    return cfg->half_life_ms > 0 ? exp2((double)(t - cfg->epoch_ms) / cfg->half_life_ms) : 1.0;
+}
+
+static void batch_compute(const rec_config_t *cfg, const stream_t *st, batch_t *b) {
+    memset(b, 0, sizeof *b);
+    for (int k = 0; k < NEV; k++) {
+        const rec_event_t *e = &st->ev[k];
+        uint32_t u = e->user, i = e->item;
+        if (!b->has[u][i]) b->tf[u][i] = e->ts_ms;
+        b->has[u][i] = 1;
+        b->a[u][i] += rec_event_weight(cfg, e) * g_at(cfg, e->ts_ms);
+        if (e->type == REC_EV_RATING) {
+            if (b->r[u][i] == 0) b->tr[u][i] = e->ts_ms;
+            b->r[u][i] = e->rating;
+        }
+    }
+    for (int u = 0; u < NU; u++)
+        for (int i = 0; i < NI; i++) {
+            if (!b->has[u][i]) continue;
+            b->st[i][REC_IS_C] += g_at(cfg, b->tf[u][i]);
+            b->st[i][REC_IS_N2] += b->a[u][i] * b->a[u][i];
+            b->un2[u] += b->a[u][i] * b->a[u][i];
+            for (int j = 0; j < NI; j++) {
+                if (j == i || !b->has[u][j]) continue;
+                double *f = b->f[i][j];
+                int64_t t = b->tf[u][i] > b->tf[u][j] ? b->tf[u][i] : b->tf[u][j];
+                f[REC_PF_C] += g_at(cfg, t);
+                f[REC_PF_D] += b->a[u][i] * b->a[u][j];
+                if (b->r[u][i] > 0 && b->r[u][j] > 0) {
+                    int64_t tr = b->tr[u][i] > b->tr[u][j] ? b->tr[u][i] : b->tr[u][j];
+                    double w = g_at(cfg, tr);
+                    f[REC_PF_RN] += w;
+                    f[REC_PF_RD] += w * b->r[u][i] * b->r[u][j];
+                    f[REC_PF_RS] += w * b->r[u][i];
+                    f[REC_PF_RQ] += w * b->r[u][i] * b->r[u][i];
+                }
+            }
+            for (int v = 0; v < NU; v++)
+                if (v != u && b->has[v][i]) b->udot[u][v] += b->a[u][i] * b->a[v][i];
+        }
+}
+
+/* The similarities written out directly from their definitions (weighted
+ * means for Pearson), independently of rec_similarity's formulas. */
+static double batch_sim(const rec_config_t *cfg, const stream_t *st, const batch_t *b, int i, int j,
+                        rec_sim_t sim) {
+    (void)st;
+    double c = b->f[i][j][REC_PF_C];
+    switch (sim) {
+    case REC_SIM_COSINE: {
+        double dot = 0, ni = 0, nj = 0;
+        for (int u = 0; u < NU; u++) {
+            dot += b->a[u][i] * b->a[u][j];
+            ni += b->a[u][i] * b->a[u][i];
+            nj += b->a[u][j] * b->a[u][j];
+        }
+        return ni * nj > 0 ? dot / sqrt(ni * nj) : 0;
+    }
+    case REC_SIM_JACCARD:
+        return c / (b->st[i][REC_IS_C] + b->st[j][REC_IS_C] - c);
+    case REC_SIM_LIFT:
+        return c / (b->st[i][REC_IS_C] * b->st[j][REC_IS_C]);
+    case REC_SIM_COUNT:
+        return c;
+    case REC_SIM_PEARSON: {
+        double W = 0, mi = 0, mj = 0;
+        for (int u = 0; u < NU; u++) {
+            if (!(b->r[u][i] > 0 && b->r[u][j] > 0)) continue;
+            int64_t tr = b->tr[u][i] > b->tr[u][j] ? b->tr[u][i] : b->tr[u][j];
+            double w = g_at(cfg, tr);
+            W += w;
+            mi += w * b->r[u][i];
+            mj += w * b->r[u][j];
+        }
+        if (W <= 0) return 0;
+        mi /= W;
+        mj /= W;
+        double num = 0, vi = 0, vj = 0;
+        for (int u = 0; u < NU; u++) {
+            if (!(b->r[u][i] > 0 && b->r[u][j] > 0)) continue;
+            int64_t tr = b->tr[u][i] > b->tr[u][j] ? b->tr[u][i] : b->tr[u][j];
+            double w = g_at(cfg, tr);
+            num += w * (b->r[u][i] - mi) * (b->r[u][j] - mj);
+            vi += w * (b->r[u][i] - mi) * (b->r[u][i] - mi);
+            vj += w * (b->r[u][j] - mj) * (b->r[u][j] - mj);
+        }
+        if (vi <= 1e-9 * W || vj <= 1e-9 * W) return 0;
+        return num / sqrt(vi * vj);
+    }
+    default:
+        return 0;
+    }
+}
+
+static void assert_close(double got, double want, double tol, const char *what, int i, int j) {
+    double scale = fabs(want) > 1 ? fabs(want) : 1;
+    if (fabs(got - want) > tol * scale) {
+        print_error("%s(%d,%d): got %.12g want %.12g\n", what, i, j, got, want);
+        fail();
+    }
+}
+
+/* Every pair counter, item statistic, user dot and norm, and every
+ * similarity measure equals the batch computation over the same events. */
+static void check_incremental_equals_batch(int64_t half_life) {
+    rec_config_t cfg;
+    big_config(&cfg, half_life);
+    stream_t *st = malloc(sizeof *st);
+    batch_t *b = malloc(sizeof *b);
+    assert_non_null(st);
+    assert_non_null(b);
+    make_stream(st, 0x9e3779b97f4a7c15ull + (uint64_t)half_life, 0);
+    rec_mem_t *m = replay(&cfg, st, NEV);
+    rec_reader_t rd = rec_mem_reader(m);
+    batch_compute(&cfg, st, b);
+    int checked_pearson = 0;
+    for (uint32_t i = 0; i < NI; i++) {
+        double si[REC_IS_N];
+        rd.item_stats(rd.ctx, &i, 1, si);
+        assert_close(si[REC_IS_C], b->st[i][REC_IS_C], 1e-9, "c", (int)i, 0);
+        assert_close(si[REC_IS_N2], b->st[i][REC_IS_N2], 1e-9, "n2", (int)i, 0);
+        for (uint32_t j = 0; j < NI; j++) {
+            if (j == i) continue;
+            double fij[REC_PF_N], fji[REC_PF_N], sj[REC_IS_N];
+            rd.pairs(rd.ctx, i, &j, 1, fij);
+            rd.pairs(rd.ctx, j, &i, 1, fji);
+            rd.item_stats(rd.ctx, &j, 1, sj);
+            for (int f = 0; f < REC_PF_N; f++)
+                assert_close(fij[f], b->f[i][j][f], 1e-9, "pair", (int)i, (int)j);
+            for (int s = 0; s < REC_SIM_N; s++) {
+                if (b->f[i][j][REC_PF_C] <= 0) continue;
+                double want = batch_sim(&cfg, st, b, (int)i, (int)j, (rec_sim_t)s);
+                double got = rec_similarity((rec_sim_t)s, fij, fji, si, sj);
+                assert_close(got, want, 1e-6, rec_sim_name((rec_sim_t)s), (int)i, (int)j);
+                if (s == REC_SIM_PEARSON && want != 0) checked_pearson++;
+            }
+        }
+    }
+    assert_true(checked_pearson > 10);
+    for (uint32_t u = 0; u < NU; u++) {
+        double n2;
+        rd.user_norms(rd.ctx, &u, 1, &n2);
+        assert_close(n2, b->un2[u], 1e-9, "unorm", (int)u, 0);
+        for (uint32_t v = 0; v < NU; v++) {
+            if (v == u) continue;
+            double dot;
+            rd.user_dots(rd.ctx, u, &v, 1, &dot);
+            assert_close(dot, b->udot[u][v], 1e-9, "udot", (int)u, (int)v);
+        }
+    }
+    rec_mem_destroy(m);
+    free(st);
+    free(b);
+}
+
+static void test_incremental_equals_batch_no_decay(void **state) {
+    (void)state;
+    check_incremental_equals_batch(0);
+}
+
+static void test_incremental_equals_batch_with_decay(void **state) {
+    (void)state;
+    check_incremental_equals_batch(DAY / 2);
+}
+
+/* True top-K of row i by (score, id), from the state's full counters. */
+static int true_topk(const rec_config_t *cfg, const rec_reader_t *rd, uint32_t i, int K,
+                     rec_scored_t *out) {
+    rec_scored_t all[NI];
+    int n = 0;
+    double si[REC_IS_N];
+    rd->item_stats(rd->ctx, &i, 1, si);
+    for (uint32_t j = 0; j < NI; j++) {
+        if (j == i) continue;
+        double fij[REC_PF_N], fji[REC_PF_N], sj[REC_IS_N];
+        rd->pairs(rd->ctx, i, &j, 1, fij);
+        if (fij[REC_PF_C] <= 0 && fij[REC_PF_D] == 0) continue;
+        rd->pairs(rd->ctx, j, &i, 1, fji);
+        rd->item_stats(rd->ctx, &j, 1, sj);
+        all[n].id = j;
+        all[n++].score = (float)rec_similarity(cfg->sim, fij, fji, si, sj);
+    }
+    /* selection sort, best first */
+    for (int a = 0; a < n; a++)
+        for (int c = a + 1; c < n; c++)
+            if (all[c].score > all[a].score ||
+                (all[c].score == all[a].score && all[c].id > all[a].id)) {
+                rec_scored_t t = all[a];
+                all[a] = all[c];
+                all[c] = t;
+            }
+    if (n > K) n = K;
+    memcpy(out, all, (size_t)n * sizeof *out);
+    return n;
+}
+
+/* Raw co-occurrence only grows, and every pair that grows is offered to
+ * both rows: the bounded lists are exactly the true top-K, after every
+ * prefix of the stream, with decay off and on. */
+static void test_topk_exact_for_monotone_counts(void **state) {
+    (void)state;
+    stream_t *st = malloc(sizeof *st);
+    assert_non_null(st);
+    make_stream(st, 42, 0);
+    for (int decay = 0; decay < 2; decay++) {
+        rec_config_t cfg;
+        big_config(&cfg, decay ? DAY : 0);
+        cfg.item_k = 3;
+        cfg.sim = REC_SIM_COUNT;
+        cfg.pair_fields = 0;
+        for (int n = 50; n <= NEV; n += 175) {
+            rec_mem_t *m = replay(&cfg, st, n);
+            rec_reader_t rd = rec_mem_reader(m);
+            for (uint32_t i = 0; i < NI; i++) {
+                rec_scored_t got[8], want[8];
+                int ng = rd.item_topk(rd.ctx, i, got, 8);
+                int nw = true_topk(&cfg, &rd, i, 3, want);
+                assert_int_equal(ng, nw);
+                for (int x = 0; x < ng; x++) {
+                    assert_int_equal(got[x].id, want[x].id);
+                    assert_true(fabsf(got[x].score - want[x].score) <= 1e-5f * want[x].score);
+                }
+            }
+            rec_mem_destroy(m);
+        }
+    }
+    free(st);
+}
+
+/* Normalised similarities also fall when an item's norm grows, without the
+ * pair being touched, so a bounded list can keep a stale member: it is
+ * approximate. What holds: an unbounded list holds every co-occurring item,
+ * the event item's row is re-scored, and the bounded lists agree with the
+ * true top-K on most rows of this stream. */
+static void test_topk_normalised_is_close(void **state) {
+    (void)state;
+    stream_t *st = malloc(sizeof *st);
+    assert_non_null(st);
+    make_stream(st, 7, 1);
+    const rec_sim_t sims[] = {REC_SIM_COSINE, REC_SIM_JACCARD, REC_SIM_LIFT};
+    for (size_t s = 0; s < sizeof sims / sizeof *sims; s++) {
+        rec_config_t cfg;
+        big_config(&cfg, 0);
+        cfg.sim = sims[s];
+        cfg.pair_fields = 0;
+        /* Unbounded: every co-occurring item is a member. */
+        rec_mem_t *m = replay(&cfg, st, NEV);
+        rec_reader_t rd = rec_mem_reader(m);
+        for (uint32_t i = 0; i < NI; i++) {
+            rec_scored_t got[NI], want[NI];
+            int ng = rd.item_topk(rd.ctx, i, got, NI);
+            int nw = true_topk(&cfg, &rd, i, NI, want);
+            assert_int_equal(ng, nw);
+        }
+        rec_mem_destroy(m);
+        /* Bounded. */
+        cfg.item_k = 3;
+        m = replay(&cfg, st, NEV);
+        rd = rec_mem_reader(m);
+        int agree = 0;
+        {
+            for (uint32_t i = 0; i < NI; i++) {
+                rec_scored_t got[8], want[8];
+                int ng = rd.item_topk(rd.ctx, i, got, 8);
+                int nw = true_topk(&cfg, &rd, i, 3, want);
+                int same = ng == nw;
+                for (int x = 0; same && x < ng; x++) {
+                    int found = 0;
+                    for (int y = 0; y < nw; y++) found |= got[x].id == want[y].id;
+                    same = found;
+                }
+                agree += same;
+            }
+            print_message("%s: bounded top-3 equals the true top-3 on %d of %d rows\n",
+                          rec_sim_name(sims[s]), agree, NI);
+            /* Lift falls fastest as an item's count grows (1 / c_i), so its
+             * lists go stale most. */
+            int need = sims[s] == REC_SIM_LIFT ? NI / 3 : NI * 2 / 3;
+            if (agree < need) {
+                print_error("%s: %d of %d rows agree\n", rec_sim_name(sims[s]), agree, NI);
+                fail();
+            }
+        }
+        rec_mem_destroy(m);
+    }
+    free(st);
+}
+
+/* Hand-computed: ranking [5 1 9 3 7], relevant {1 3 4}: hits at ranks 2, 4. */
+static void test_metrics_hand_example(void **state) {
+    (void)state;
+    const uint32_t ranked[5] = {5, 1, 9, 3, 7}, rel[3] = {1, 3, 4};
+    rec_metrics_t m;
+    rec_metrics_user(ranked, 5, rel, 3, &m);
+    assert_true(fabs(m.precision - 0.4) < 1e-12);
+    assert_true(fabs(m.recall - 2.0 / 3.0) < 1e-12);
+    double dcg = 1 / log2(3.0) + 1 / log2(5.0), idcg = 1 + 1 / log2(3.0) + 0.5;
+    assert_true(fabs(m.ndcg - dcg / idcg) < 1e-12);
+    assert_true(fabs(m.ndcg - 0.4981893) < 1e-6);
+    assert_true(fabs(m.map - (1.0 / 2 + 2.0 / 4) / 3) < 1e-12);
+    assert_true(m.hit == 1.0);
+    /* Fewer recommendations than k: padded, still divided by k. */
+    const uint32_t short_list[4] = {4, UINT32_MAX, UINT32_MAX, UINT32_MAX};
+    rec_metrics_user(short_list, 4, rel, 3, &m);
+    assert_true(fabs(m.precision - 0.25) < 1e-12);
+    assert_true(fabs(m.map - 1.0 / 3) < 1e-12);
+    assert_true(fabs(m.ndcg - 1.0 / (1 + 1 / log2(3.0) + 0.5)) < 1e-12);
+    /* No hit. */
+    const uint32_t miss[2] = {8, 9};
+    rec_metrics_user(miss, 2, rel, 3, &m);
+    assert_true(m.precision == 0 && m.recall == 0 && m.ndcg == 0 && m.map == 0 && m.hit == 0);
+}
+
+/* A re-sent event id is applied once: the second time no deltas, same state. */
+static void test_duplicate_event_applied_once(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128];
+    rec_event_t a = {.event_id = "x1",
+                     .user_id = "u",
+                     .item_id = "i",
+                     .user = 0,
+                     .item = 1,
+                     .type = REC_EV_PLAY,
+                     .ts_ms = T0};
+    rec_event_t b = a;
+    b.event_id = "x2";
+    b.item = 2;
+    b.ts_ms = T0 + 1;
+    assert_int_equal(rec_process_event(&cfg, &rd, w, &a, &ds, reason, sizeof reason), 1);
+    assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    ds.n = 0;
+    assert_int_equal(rec_process_event(&cfg, &rd, w, &b, &ds, reason, sizeof reason), 1);
+    assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    for (int rep = 0; rep < 3; rep++) {
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &b, &ds, reason, sizeof reason), 0);
+        assert_int_equal(ds.n, 0);
+    }
+    rec_hist_t h[4];
+    assert_int_equal(rd.history(rd.ctx, 0, h, 4), 2);
+    for (int x = 0; x < 2; x++) assert_true(h[x].a == 1.0);
+    uint32_t j = 2;
+    double f[REC_PF_N];
+    rd.pairs(rd.ctx, 1, &j, 1, f);
+    assert_true(f[REC_PF_C] == 1.0);
+    double st[REC_IS_N];
+    rd.item_stats(rd.ctx, &j, 1, st);
+    assert_true(st[REC_IS_C] == 1.0);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
+static void expect_reject(const rec_event_t *ev, const char *want) {
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    char reason[128] = "";
+    assert_int_equal(rec_event_check(&cfg, ev, T0, reason, sizeof reason), -1);
+    if (!strstr(reason, want)) {
+        print_error("reason \"%s\" lacks \"%s\"\n", reason, want);
+        fail();
+    }
+}
+
+/* Bad input is rejected with a reason for the DLQ; unknown ids are fine. */
+static void test_bad_input_rejected(void **state) {
+    (void)state;
+    const rec_event_t ok = {.event_id = "e",
+                            .user_id = "never-seen",
+                            .item_id = "new-item",
+                            .type = REC_EV_RATING,
+                            .ts_ms = T0,
+                            .has_rating = 1,
+                            .rating = 4.5};
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    char reason[128];
+    assert_int_equal(rec_event_check(&cfg, &ok, T0, reason, sizeof reason), 0);
+    rec_event_t e = ok;
+    e.event_id = "";
+    expect_reject(&e, "empty event_id");
+    e = ok;
+    e.user_id = "";
+    expect_reject(&e, "empty user_id");
+    e = ok;
+    e.item_id = NULL;
+    expect_reject(&e, "empty item_id");
+    e = ok;
+    e.rating = 5.5;
+    expect_reject(&e, "rating 5.5 outside");
+    e = ok;
+    e.rating = 0;
+    expect_reject(&e, "outside [0.5, 5]");
+    e = ok;
+    e.rating = NAN;
+    expect_reject(&e, "rating");
+    e = ok;
+    e.has_rating = 0;
+    expect_reject(&e, "without a rating");
+    e = ok;
+    e.ts_ms = T0 + DAY;
+    expect_reject(&e, "in the future");
+    e = ok;
+    e.ts_ms = 0;
+    expect_reject(&e, "timestamp");
+    e = ok;
+    e.type = REC_EV_PROGRESS;
+    e.watch_seconds = -1;
+    expect_reject(&e, "watch_seconds");
+    e = ok;
+    e.type = (rec_event_type_t)42;
+    expect_reject(&e, "unknown event type");
+}
+
+/* History is bounded (least recently used out), seen items are filtered, a
+ * new user gets popular items, a new item is reached through content. */
+static void test_history_cap_cold_start_and_sources(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.hist_cap = 3;
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    const char *g_action[] = {"Action"}, *g_drama[] = {"Drama"};
+    float f[REC_FEAT_DIM];
+    for (uint32_t i = 0; i < 8; i++) {
+        rec_item_features(i % 2 ? g_action : g_drama, 1, NULL, 0, 1990, f);
+        assert_int_equal(rec_mem_set_features(m, i, f), 0);
+    }
+    int n = 0;
+    /* Users 0..4 play items 0..4; user 0 also 5 and 6 (evicting 0..). */
+    for (uint32_t u = 0; u < 5; u++)
+        for (uint32_t i = 0; i < (u == 0 ? 7u : 3u); i++) {
+            snprintf(id, sizeof id, "e%d", n);
+            rec_event_t e = {.event_id = id,
+                             .user_id = "u",
+                             .item_id = "i",
+                             .user = u,
+                             .item = (i + u) % 7,
+                             .type = REC_EV_PLAY,
+                             .ts_ms = T0 + n++};
+            ds.n = 0;
+            assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+            assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+        }
+    rec_hist_t h[8];
+    int nh = rd.history(rd.ctx, 0, h, 8);
+    assert_int_equal(nh, 3);
+    for (int x = 0; x < nh; x++) assert_true(h[x].item >= 4); /* 4, 5, 6 kept */
+    /* Seen items never come back; sources are reported. */
+    rec_rec_t out[10];
+    int no = rec_recommend(&cfg, &rd, w, 1, REC_SRC_ALL, NULL, 0, out, 10);
+    assert_true(no > 0);
+    rd.history(rd.ctx, 1, h, 8);
+    for (int x = 0; x < no; x++) {
+        for (int y = 0; y < 3; y++) assert_int_not_equal(out[x].item, h[y].item);
+        assert_true(out[x].sources != 0 && (out[x].sources & ~REC_SRC_ALL) == 0);
+        if (x) assert_true(out[x - 1].score >= out[x].score);
+    }
+    /* New user: popularity only. */
+    no = rec_recommend(&cfg, &rd, w, 99, REC_SRC_ALL, NULL, 0, out, 3);
+    assert_int_equal(no, 3);
+    for (int x = 0; x < no; x++) assert_int_equal(out[x].sources, REC_SRC_POPULAR);
+    /* New item 7 (no events) reached through content only. */
+    no = rec_recommend(&cfg, &rd, w, 2, REC_SRC_ALL, NULL, 0, out, 10);
+    int found = 0;
+    for (int x = 0; x < no; x++)
+        if (out[x].item == 7) found = out[x].sources == REC_SRC_CONTENT;
+    assert_true(found);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_incremental_equals_batch_no_decay),
+        cmocka_unit_test(test_incremental_equals_batch_with_decay),
+        cmocka_unit_test(test_topk_exact_for_monotone_counts),
+        cmocka_unit_test(test_topk_normalised_is_close),
+        cmocka_unit_test(test_metrics_hand_example),
+        cmocka_unit_test(test_duplicate_event_applied_once),
+        cmocka_unit_test(test_bad_input_rejected),
+        cmocka_unit_test(test_history_cap_cold_start_and_sources),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

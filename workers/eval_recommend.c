@@ -1,0 +1,506 @@
+/* eval_recommend.c: `reel eval recommend`, offline quality of the incremental
+ * recommenders on MovieLens files. The training split is replayed in
+ * timestamp order through rec_process_event and the in-memory state, the
+ * same code path the recommend worker drives against Redis. */
+#include "workers/eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/rec.h"
+
+typedef struct rating {
+    uint32_t user, item;
+    float rating;
+    int64_t ts; /* seconds */
+    uint32_t idx;
+    uint8_t test;
+} rating_t;
+
+typedef struct data {
+    rating_t *r;
+    size_t n, cap;
+    rec_dict_t *users, *items;
+} data_t;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Splits a line on sep into at most max fields (in place). CSV quoting with
+ * '"' is honoured when quotes is set. */
+static int split_fields(char *line, char sep, int quotes, char **f, int max) {
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        if (quotes && *p == '"') {
+            char *w = ++p;
+            f[n++] = w;
+            while (*p) {
+                if (*p == '"' && p[1] == '"') {
+                    *w++ = '"';
+                    p += 2;
+                } else if (*p == '"') {
+                    p++;
+                    break;
+                } else {
+                    *w++ = *p++;
+                }
+            }
+            *w = '\0';
+            while (*p && *p != sep) p++;
+        } else {
+            f[n++] = p;
+            while (*p && *p != sep) p++;
+        }
+        if (*p != sep) {
+            if (*p) *p = '\0';
+            break;
+        }
+        *p++ = '\0';
+    }
+    return n;
+}
+
+static void chomp(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = '\0';
+}
+
+static int load_ratings(const char *path, data_t *d) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "reel eval: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    int rc = -1;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        chomp(line);
+        if (!*line) continue;
+        if (lineno == 1 && strncmp(line, "userId", 6) == 0) continue;
+        char sep = strchr(line, '\t') ? '\t' : strchr(line, ',') ? ',' : ' ';
+        char *fl[4];
+        if (split_fields(line, sep, 0, fl, 4) < 4) {
+            fprintf(stderr, "reel eval: %s:%ld: expected 4 fields\n", path, lineno);
+            goto out;
+        }
+        if (d->n == d->cap) {
+            size_t c = d->cap ? d->cap * 2 : 65536;
+            rating_t *r = realloc(d->r, c * sizeof *r);
+            if (!r) goto oom;
+            d->r = r;
+            d->cap = c;
+        }
+        rating_t *r = &d->r[d->n];
+        r->user = rec_dict_intern(d->users, fl[0], strlen(fl[0]));
+        r->item = rec_dict_intern(d->items, fl[1], strlen(fl[1]));
+        if (r->user == UINT32_MAX || r->item == UINT32_MAX) goto oom;
+        r->rating = strtof(fl[2], NULL);
+        r->ts = strtoll(fl[3], NULL, 10);
+        r->idx = (uint32_t)d->n;
+        r->test = 0;
+        d->n++;
+    }
+    rc = 0;
+    goto out;
+oom:
+    fprintf(stderr, "reel eval: out of memory\n");
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int year_of_title(const char *t) {
+    const char *p = strrchr(t, '(');
+    while (p) {
+        int y;
+        if (sscanf(p, "(%4d)", &y) == 1 && y > 1800 && y < 2100) return y;
+        if (p == t) break;
+        const char *q = p - 1;
+        while (q > t && *q != '(') q--;
+        p = *q == '(' ? q : NULL;
+    }
+    return 0;
+}
+
+/* movies.csv (movieId,title,genres with '|') or u.item ('|' fields, 19 genre
+ * flags). Only items that appear in the ratings get features. */
+static int load_items(const char *path, data_t *d, rec_mem_t *mem) {
+    static const char *const uitem_genres[19] = {
+        "unknown",     "Action", "Adventure", "Animation", "Children", "Comedy",  "Crime",
+        "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",   "Musical", "Mystery",
+        "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "reel eval: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0, nfeat = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lineno++;
+        chomp(line);
+        if (!*line) continue;
+        if (lineno == 1 && strncmp(line, "movieId", 7) == 0) continue;
+        const char *genres[32];
+        int ng = 0, year = 0;
+        char *fl[32];
+        uint32_t id;
+        char *bar1 = strchr(line, '|'), *comma = strchr(line, ',');
+        if (bar1 && (!comma || bar1 < comma)) {
+            /* u.item: id|title|release|video|url|19 genre flags */
+            int nf = split_fields(line, '|', 0, fl, 24);
+            if (nf < 24) continue;
+            id = rec_dict_find(d->items, fl[0], strlen(fl[0]));
+            year = year_of_title(fl[1]);
+            if (!year && strlen(fl[2]) >= 4) year = atoi(fl[2] + strlen(fl[2]) - 4);
+            for (int k = 0; k < 19; k++)
+                if (fl[5 + k][0] == '1') genres[ng++] = uitem_genres[k];
+        } else {
+            if (split_fields(line, ',', 1, fl, 3) < 3) continue;
+            id = rec_dict_find(d->items, fl[0], strlen(fl[0]));
+            year = year_of_title(fl[1]);
+            char *g = fl[2];
+            while (g && *g && ng < 32) {
+                char *bar = strchr(g, '|');
+                if (bar) *bar = '\0';
+                genres[ng++] = g;
+                g = bar ? bar + 1 : NULL;
+            }
+        }
+        if (id == UINT32_MAX) continue;
+        float feat[REC_FEAT_DIM];
+        rec_item_features(genres, ng, NULL, 0, year, feat);
+        if (rec_mem_set_features(mem, id, feat) < 0) {
+            fprintf(stderr, "reel eval: out of memory\n");
+            free(line);
+            fclose(f);
+            return -1;
+        }
+        nfeat++;
+    }
+    free(line);
+    fclose(f);
+    fprintf(stderr, "reel eval: %ld items with features from %s\n", nfeat, path);
+    return 0;
+}
+
+static int cmp_user_ts(const void *a, const void *b) {
+    const rating_t *x = a, *y = b;
+    if (x->user != y->user) return x->user < y->user ? -1 : 1;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+static int cmp_ts(const void *a, const void *b) {
+    const rating_t *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Marks each user's test ratings: random = a seeded 25% per user
+ * (stratified: round(0.75 n) stay in training), temporal = the last 25%. */
+static void split(data_t *d, int temporal, uint64_t seed) {
+    qsort(d->r, d->n, sizeof *d->r, cmp_user_ts);
+    uint64_t s = seed * 0x2545f4914f6cdd1dull + 1;
+    size_t *perm = NULL;
+    for (size_t a = 0; a < d->n;) {
+        size_t b = a;
+        while (b < d->n && d->r[b].user == d->r[a].user) b++;
+        size_t n = b - a, ntrain = (size_t)floor(0.75 * (double)n + 0.5);
+        if (temporal) {
+            for (size_t k = ntrain; k < n; k++) d->r[a + k].test = 1;
+        } else {
+            size_t *p = realloc(perm, n * sizeof *p);
+            if (!p) break;
+            perm = p;
+            for (size_t k = 0; k < n; k++) perm[k] = k;
+            for (size_t k = n; k > 1; k--) {
+                size_t j = (size_t)(rng_next(&s) % k);
+                size_t t = perm[k - 1];
+                perm[k - 1] = perm[j];
+                perm[j] = t;
+            }
+            for (size_t k = ntrain; k < n; k++) d->r[a + perm[k]].test = 1;
+        }
+        a = b;
+    }
+    free(perm);
+}
+
+static const struct {
+    const char *name;
+    unsigned sources;
+} algos[] = {{"item_cf", REC_SRC_ITEM_CF},
+             {"user_cf", REC_SRC_USER_CF},
+             {"content", REC_SRC_CONTENT},
+             {"popular", REC_SRC_POPULAR},
+             {"hybrid", REC_SRC_ALL}};
+#define N_ALGOS 5
+
+static void usage(FILE *o) {
+    fprintf(o,
+            "usage: reel eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
+            "         [--algo item_cf|user_cf|content|hybrid|popular|all] [--k 10] [--seed N]\n"
+            "         [--min-rating R] [--sim jaccard|cosine|lift|pearson|count] [--item-k K]\n"
+            "         [--user-k K] [--hist-cap N] [--cons-cap N] [--half-life-days D]\n"
+            "         [--weights ITEM,USER,CONTENT,POPULAR]\n"
+            "ratings: MovieLens ratings.csv (userId,movieId,rating,timestamp) or u.data (TSV)\n"
+            "items:   movies.csv (movieId,title,genres) or u.item, for content features\n"
+            "Prints one JSON line per algorithm; progress on stderr.\n");
+}
+
+int cmd_eval_recommend(int argc, char **argv) {
+    const char *ratings = NULL, *items = NULL, *algo = "all";
+    int temporal = 0, k = 10, exact_topk = 0;
+    uint64_t seed = 1;
+    double min_rating = 0, half_life_days = 0;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.hist_cap = 100;
+    for (int a = 1; a < argc; a++) {
+        const char *o = argv[a];
+        const char *v = a + 1 < argc ? argv[a + 1] : NULL;
+        if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "reel eval recommend: %s needs a value\n", o);
+            usage(stderr);
+            return 2;
+        }
+        a++;
+        if (strcmp(o, "--ratings") == 0)
+            ratings = v;
+        else if (strcmp(o, "--items") == 0)
+            items = v;
+        else if (strcmp(o, "--algo") == 0)
+            algo = v;
+        else if (strcmp(o, "--k") == 0)
+            k = atoi(v);
+        else if (strcmp(o, "--seed") == 0)
+            seed = strtoull(v, NULL, 10);
+        else if (strcmp(o, "--min-rating") == 0)
+            min_rating = atof(v);
+        else if (strcmp(o, "--exact-topk") == 0)
+            exact_topk = atoi(v);
+        else if (strcmp(o, "--shrink") == 0)
+            cfg.shrink = (float)atof(v);
+        else if (strcmp(o, "--item-k") == 0)
+            cfg.item_k = atoi(v);
+        else if (strcmp(o, "--user-k") == 0)
+            cfg.user_k = atoi(v);
+        else if (strcmp(o, "--hist-cap") == 0)
+            cfg.hist_cap = atoi(v);
+        else if (strcmp(o, "--cons-cap") == 0)
+            cfg.cons_cap = atoi(v);
+        else if (strcmp(o, "--half-life-days") == 0)
+            half_life_days = atof(v);
+        else if (strcmp(o, "--weights") == 0) {
+            if (sscanf(v, "%f,%f,%f,%f", &cfg.src_weight[0], &cfg.src_weight[1], &cfg.src_weight[2],
+                       &cfg.src_weight[3]) != 4) {
+                fprintf(stderr, "reel eval recommend: --weights needs 4 numbers\n");
+                return 2;
+            }
+        } else if (strcmp(o, "--sim") == 0) {
+            if (rec_sim_parse(v, &cfg.sim) < 0) {
+                fprintf(stderr, "reel eval recommend: unknown similarity %s\n", v);
+                return 2;
+            }
+        } else if (strcmp(o, "--split") == 0) {
+            if (strcmp(v, "random") == 0)
+                temporal = 0;
+            else if (strcmp(v, "temporal") == 0)
+                temporal = 1;
+            else {
+                fprintf(stderr, "reel eval recommend: --split random|temporal\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "reel eval recommend: unknown option %s\n", o);
+            usage(stderr);
+            return 2;
+        }
+    }
+    unsigned want = 0;
+    for (int x = 0; x < N_ALGOS; x++)
+        if (strcmp(algo, "all") == 0 || strcmp(algo, algos[x].name) == 0) want |= 1u << x;
+    if (!ratings || !want || k <= 0 || k > 1000 || cfg.hist_cap <= 0 || cfg.item_k <= 0 ||
+        cfg.user_k <= 0 || cfg.cons_cap <= 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (half_life_days > 0) cfg.half_life_ms = (int64_t)(half_life_days * 86400e3);
+
+    int rc = 1;
+    data_t d = {0};
+    rec_mem_t *mem = NULL;
+    rec_work_t *w = NULL;
+    rec_deltas_t ds = {0};
+    uint8_t *ex = NULL, *recd = NULL;
+    uint32_t *rel = NULL;
+    rec_rec_t *out = NULL;
+    uint32_t *ranked = NULL;
+    d.users = rec_dict_new();
+    d.items = rec_dict_new();
+    if (!d.users || !d.items) goto oom;
+    if (load_ratings(ratings, &d) < 0) goto done;
+    uint32_t nu = rec_dict_size(d.users), ni = rec_dict_size(d.items);
+    fprintf(stderr, "reel eval: %zu ratings, %u users, %u items from %s\n", d.n, nu, ni, ratings);
+    if (d.n == 0) {
+        fprintf(stderr, "reel eval: no ratings\n");
+        goto done;
+    }
+
+    mem = rec_mem_new(&cfg);
+    w = rec_work_new(&cfg);
+    if (!mem || !w) goto oom;
+    if (items && load_items(items, &d, mem) < 0) goto done;
+
+    split(&d, temporal, seed);
+    /* Training replay, in timestamp order, through the incremental code. */
+    qsort(d.r, d.n, sizeof *d.r, cmp_ts);
+    /* Decay epoch: the first training event. */
+    cfg.epoch_ms = d.r[0].ts * 1000;
+    rec_reader_t rd = rec_mem_reader(mem);
+    size_t ntrain = 0, ndeltas = 0, dups = 0;
+    char evid[32], reason[256];
+    double t0 = now_s(), t_last = t0;
+    for (size_t x = 0; x < d.n; x++) {
+        const rating_t *r = &d.r[x];
+        if (r->test) continue;
+        snprintf(evid, sizeof evid, "r%u", r->idx);
+        rec_event_t ev = {.event_id = evid,
+                          .user_id = rec_dict_name(d.users, r->user),
+                          .item_id = rec_dict_name(d.items, r->item),
+                          .user = r->user,
+                          .item = r->item,
+                          .type = REC_EV_RATING,
+                          .ts_ms = r->ts * 1000,
+                          .has_rating = 1,
+                          .rating = r->rating};
+        if (rec_event_check(&cfg, &ev, INT64_MAX / 2, reason, sizeof reason) < 0) {
+            fprintf(stderr, "reel eval: skipping rating %u: %s\n", r->idx, reason);
+            continue;
+        }
+        ds.n = 0;
+        int pr = rec_process_event(&cfg, &rd, w, &ev, &ds, reason, sizeof reason);
+        if (pr < 0) goto oom;
+        if (pr == 0) dups++;
+        if (rec_mem_apply(mem, ds.d, ds.n) < 0) goto oom;
+        ntrain++;
+        ndeltas += ds.n;
+        double t = now_s();
+        if (t - t_last > 2.0) {
+            fprintf(stderr, "reel eval: replayed %zu events (%.0f/s)\n", ntrain, ntrain / (t - t0));
+            t_last = t;
+        }
+    }
+    double replay_s = now_s() - t0;
+    double eps = replay_s > 0 ? ntrain / replay_s : 0;
+    fprintf(stderr,
+            "reel eval: replayed %zu training events in %.2f s (%.0f events/s, %.1f us/event), "
+            "%.1f deltas/event, %zu pair entries, %zu duplicates\n",
+            ntrain, replay_s, eps, replay_s * 1e6 / (ntrain ? ntrain : 1),
+            (double)ndeltas / (ntrain ? ntrain : 1), rec_mem_pair_count(mem), dups);
+
+    if (exact_topk) {
+        double t2 = now_s();
+        if (rec_mem_rebuild_item_topk(mem) < 0) goto oom;
+        fprintf(stderr, "reel eval: rebuilt item top-K lists in %.2f s\n", now_s() - t2);
+    }
+    /* Test sets per user, from the ratings sorted by user. */
+    qsort(d.r, d.n, sizeof *d.r, cmp_user_ts);
+    ex = calloc(ni, 1);
+    recd = calloc(ni, 1);
+    rel = malloc(d.n * sizeof *rel);
+    out = malloc((size_t)k * sizeof *out);
+    ranked = malloc((size_t)k * sizeof *ranked);
+    if (!ex || !recd || !rel || !out || !ranked) goto oom;
+    for (int x = 0; x < N_ALGOS; x++) {
+        if (!(want & (1u << x))) continue;
+        double t1 = now_s();
+        rec_metrics_t sum = {0};
+        size_t nusers = 0, ncovered = 0;
+        memset(recd, 0, ni);
+        for (size_t a = 0; a < d.n;) {
+            size_t b = a;
+            int nrel = 0;
+            while (b < d.n && d.r[b].user == d.r[a].user) b++;
+            for (size_t y = a; y < b; y++) {
+                if (!d.r[y].test)
+                    ex[d.r[y].item] = 1;
+                else if (d.r[y].rating >= min_rating)
+                    rel[nrel++] = d.r[y].item;
+            }
+            if (nrel > 0) {
+                qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
+                int n = rec_recommend(&cfg, &rd, w, d.r[a].user, algos[x].sources, ex, ni, out, k);
+                if (n < 0) goto oom;
+                for (int y = 0; y < k; y++) ranked[y] = y < n ? out[y].item : UINT32_MAX;
+                for (int y = 0; y < n; y++) {
+                    if (!recd[out[y].item]) ncovered++;
+                    recd[out[y].item] = 1;
+                }
+                rec_metrics_t m;
+                rec_metrics_user(ranked, k, rel, nrel, &m);
+                sum.precision += m.precision;
+                sum.recall += m.recall;
+                sum.ndcg += m.ndcg;
+                sum.map += m.map;
+                sum.hit += m.hit;
+                nusers++;
+            }
+            for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
+            a = b;
+        }
+        double nn = nusers ? (double)nusers : 1.0;
+        fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", algos[x].name, nusers,
+                now_s() - t1);
+        printf("{\"algo\":\"%s\",\"precision@%d\":%.6f,\"recall@%d\":%.6f,\"ndcg@%d\":%.6f,"
+               "\"map@%d\":%.6f,\"hit_rate@%d\":%.6f,\"coverage\":%.6f,\"events_per_sec\":%.0f}\n",
+               algos[x].name, k, sum.precision / nn, k, sum.recall / nn, k, sum.ndcg / nn, k,
+               sum.map / nn, k, sum.hit / nn, (double)ncovered / ni, eps);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "reel eval: out of memory\n");
+done:
+    free(ex);
+    free(recd);
+    free(rel);
+    free(out);
+    free(ranked);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(mem);
+    rec_dict_destroy(d.users);
+    rec_dict_destroy(d.items);
+    free(d.r);
+    return rc;
+}
