@@ -1,7 +1,9 @@
 /* reel.c: the `reel` command line. */
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipeline/log.h"
 #include "workers/eval.h"
@@ -9,7 +11,7 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -119,6 +121,8 @@ static int cmd_run(int argc, char **argv) {
     config_t *config = cli_config(&opts);
     if (!config) return 2;
     log_set_component("run");
+    log_info("openblas", "core=%s OPENBLAS_CORETYPE=%s", openblas_get_corename(),
+             getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
     rt_install_signal_handlers();
     char err[512];
     int rc = rt_run(workers, n, config, err, sizeof err);
@@ -127,7 +131,30 @@ static int cmd_run(int argc, char **argv) {
     return rc < 0 ? 1 : 0;
 }
 
+/* Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and falls back
+ * to slow generic kernels. It reads OPENBLAS_CORETYPE in its constructor,
+ * before main(), so when the variable is unset reel picks the best core
+ * type the CPU supports and re-executes itself once. An explicit value is
+ * always respected. One BLAS thread per worker thread: parallelism comes
+ * from partitions. */
+static void choose_openblas_core(char **argv) {
+    if (getenv("OPENBLAS_CORETYPE") || getenv("REEL_OPENBLAS_CHOSEN")) return;
+    const char *core = NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2"))
+        core = "Haswell";
+    if (!core) return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    setenv("REEL_OPENBLAS_CHOSEN", "1", 1);
+    if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on with whatever OpenBLAS chose. */
+}
+
 int main(int argc, char **argv) {
+    choose_openblas_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -9,6 +9,10 @@
  * and emits one CountUpdate per input record. */
 extern const worker_def_t count_worker;
 
+/* Incremental item/user CF, content and popularity recommendations from
+ * viewing events and the catalogue, state in Redis (workers/recommend.c). */
+extern const worker_def_t recommend_worker;
+
 /* Every worker `reel run` knows, NULL-terminated. */
 extern const worker_def_t *const reel_workers[];
 const worker_def_t *reel_worker_find(const char *name);
