@@ -113,11 +113,16 @@ static void path_format(const path_t *p, char *out, size_t size) {
 
 /* Avro C's message for a failed call. Some of its failures (writing a bytes
  * field that was never set, for one) return an error code without setting a
- * message, leaving an older, unrelated one: callers clear it first with
- * avro_set_error("%s", ""), and this falls back to the code. */
-static const char *avro_reason(int rc) {
+ * message, leaving an older, unrelated one. Clearing the message before every
+ * call costs an snprintf per record on the hot path, so the code's own text
+ * leads and Avro's last message follows as a hint. */
+static const char *avro_reason(int rc, char *buf, size_t n) {
     const char *e = avro_strerror();
-    return e && *e ? e : strerror(rc);
+    if (e && *e)
+        snprintf(buf, n, "%s (Avro: %s)", strerror(rc), e);
+    else
+        snprintf(buf, n, "%s", strerror(rc));
+    return buf;
 }
 
 static avro_schema_t resolve(avro_schema_t s) {
@@ -779,11 +784,12 @@ int codec_decode(codec_t *c, const codec_schema_t *expected, const void *buf, si
     }
     if (scan_body(c, expected, body, body_len, errstr, errstr_size) < 0) return -1;
     avro_reader_memory_set_source(c->reader, (const char *)body, (int64_t)body_len);
-    avro_set_error("%s", "");
     int rc = avro_value_read(c->reader, value);
     if (rc != 0) {
         /* Unreachable for bytes scan_body() accepted; kept as a guard. */
-        snprintf(errstr, errstr_size, "cannot decode %s: %s", expected->src->name, avro_reason(rc));
+        char reason[256];
+        snprintf(errstr, errstr_size, "cannot decode %s: %s", expected->src->name,
+                 avro_reason(rc, reason, sizeof reason));
         return -1;
     }
     return 0;
@@ -798,10 +804,11 @@ int codec_encode(codec_t *c, const codec_schema_t *s, const avro_value_t *value,
         snprintf(errstr, errstr_size, "value is not a %s", s->src->name);
         return -1;
     }
-    avro_set_error("%s", "");
     int rc = avro_value_sizeof(v, &size);
     if (rc != 0) {
-        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_reason(rc));
+        char reason[256];
+        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name,
+                 avro_reason(rc, reason, sizeof reason));
         return -1;
     }
     /* Our own consumers would refuse it; better to fail the producer. */
@@ -823,11 +830,12 @@ int codec_encode(codec_t *c, const codec_schema_t *s, const avro_value_t *value,
     hdr[4] = (unsigned char)id;
     unsigned char *body = hdr + CODEC_HEADER_BYTES;
     avro_writer_memory_set_dest(c->writer, (const char *)body, (int64_t)size);
-    avro_set_error("%s", "");
     rc = avro_value_write(c->writer, v);
     if (rc == 0 && avro_writer_tell(c->writer) != (int64_t)size) rc = EIO;
     if (rc != 0) {
-        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name, avro_reason(rc));
+        char reason[256];
+        snprintf(errstr, errstr_size, "cannot encode %s: %s", s->src->name,
+                 avro_reason(rc, reason, sizeof reason));
         return -1;
     }
     /* What we write must be what we accept: this catches, for instance, a

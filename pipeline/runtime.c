@@ -127,6 +127,13 @@ struct rt_ctx {
     int64_t delivery_errors;
     char delivery_error[256];
     int64_t emitted;
+    /* Outputs per topic since the last flush into the metrics: counting
+     * here keeps label formatting out of the per-record path. */
+    struct {
+        char topic[200];
+        int64_t n;
+    } out_counts[8];
+    size_t n_out_counts;
 
     int64_t last_reload_ms;
     int64_t reload_interval_ms;
@@ -292,10 +299,24 @@ int rt_emit(rt_ctx_t *ctx, const char *topic, const codec_schema_t *s, const avr
                 errstr_size) < 0)
         return -1;
     ctx->emitted++;
-    char labels[512];
-    topic_labels(ctx, topic, labels, sizeof labels);
-    metrics_add(ctx->metrics, "reel_records_out_total", labels, 1);
+    size_t i = 0;
+    while (i < ctx->n_out_counts && strcmp(ctx->out_counts[i].topic, topic) != 0) i++;
+    if (i == ctx->n_out_counts && i < sizeof ctx->out_counts / sizeof ctx->out_counts[0]) {
+        snprintf(ctx->out_counts[i].topic, sizeof ctx->out_counts[i].topic, "%s", topic);
+        ctx->out_counts[i].n = 0;
+        ctx->n_out_counts++;
+    }
+    if (i < ctx->n_out_counts) ctx->out_counts[i].n++;
     return 0;
+}
+
+static void flush_out_counts(rt_ctx_t *ctx) {
+    char labels[512];
+    for (size_t i = 0; i < ctx->n_out_counts; i++) {
+        topic_labels(ctx, ctx->out_counts[i].topic, labels, sizeof labels);
+        metrics_add(ctx->metrics, "reel_records_out_total", labels, (double)ctx->out_counts[i].n);
+    }
+    ctx->n_out_counts = 0;
 }
 
 /* Sends the original message to <topic>.dlq with its key, value and headers
@@ -614,7 +635,9 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
                 continue;
             }
         }
-        if (wait_deliveries(ctx) < 0) {
+        int delivered = wait_deliveries(ctx);
+        flush_out_counts(ctx);
+        if (delivered < 0) {
             metrics_add(ctx->metrics, "reel_produce_errors_total", ctx->labels, 1);
             log_warn("delivery_failed", "%s[%" PRId32 "] at %" PRId64 ": %s (retrying batch)",
                      topic, partition, first_offset, ctx->delivery_error);
