@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""gen_events.py N USERS [SEED] [TARGET_BYTES] [COUNTS_FILE]
+"""gen_events.py N USERS [SEED] [TARGET_BYTES] [COUNTS_FILE] [PARTITIONS]
 
 Writes N ViewingEvent JSON lines (for `reel produce --topic viewing-events`)
 over USERS user ids. The `device` string is padded so that each record's
 Confluent-framed Avro encoding (5-byte header + Avro binary) is
-TARGET_BYTES long (default 200); the exact size of every record is computed
-here with the same encoding rules and checked by bench/runtime against the
-records read back with kcat. COUNTS_FILE, when given, receives the expected
+TARGET_BYTES long (default 200): every field is fixed-width, so the size is
+computed once here with Avro's encoding rules, and bench/runtime checks it
+on every record it reads back with kcat. COUNTS_FILE, when given, receives the expected
 "user_id count" lines (sorted) for checking the count worker key by key.
-Standard library only.
+PARTITIONS, when given and above 0, writes the records grouped by the
+partition librdkafka's default partitioner (consistent_random: CRC-32 of the
+key modulo the partition count) will put them in, each partition's records
+in their original order; the producer then writes large message sets, and a
+consumer reading the backlog gets long runs of one partition, as it would
+from a real broker (the mock cluster answers a fetch with one message set
+per partition). Standard library only.
 """
 import random
 import sys
+import zlib
 
 
 def zigzag_len(v):
@@ -53,51 +60,56 @@ def main():
     users = int(sys.argv[2])
     rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
     target = int(sys.argv[4]) if len(sys.argv) > 4 else 200
-    counts_file = sys.argv[5] if len(sys.argv) > 5 else None
-    counts = {}
+    counts_file = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] != "-" else None
+    partitions = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    if not 0 < users <= 1000000 or not 0 <= n < 1 << 32:
+        sys.exit("gen_events: USERS must be 1..1000000 and N below 2^32")
+    # Every field is fixed-width (ids zero-padded, ts within one varint
+    # length), so one padding fits all records.
+    proto = {"event_id": "0" * 36, "user_id": "u%06d" % 0, "item_id": "i%05d" % 0,
+             "ts": 1700000000000, "device": ""}
+    pad = target - avro_size(proto)
+    proto["device"] = DEVICE[:max(pad - 1, 0)]
+    if avro_size(proto) > target and proto["device"]:
+        proto["device"] = proto["device"][:-1]
+    size = avro_size(proto)
+    if avro_size(dict(proto, ts=1700000000000 + n)) != size:
+        sys.exit("gen_events: ts range changes the record size")
+    tail = ',"duration_seconds":1800.0,"rating":4.5,"device":"%s"}\n' % proto["device"]
+    counts = [0] * users
     out = sys.stdout
     buf = []
-    total = 0
+    getrandbits, randrange = rng.getrandbits, rng.randrange
+    if partitions > 0:
+        part_of = [zlib.crc32(b"u%06d" % u) % partitions for u in range(users)]
+        groups = [[] for _ in range(partitions)]
     for i in range(n):
-        ev = {
-            "event_id": "%08x-%04x-4%03x-8%03x-%012x" % (
-                i, rng.getrandbits(16), rng.getrandbits(12), rng.getrandbits(12),
-                rng.getrandbits(48)),
-            "user_id": "u%06d" % rng.randrange(users),
-            "item_id": "i%05d" % rng.randrange(20000),
-            "type": TYPES[i % 7],
-            "ts": 1700000000000 + i,
-            "watch_seconds": float(i % 300),
-            "duration_seconds": 1800.0,
-            "rating": 4.5,
-            "device": "",
-        }
-        base = avro_size(ev)
-        pad = target - base
-        # The length prefix grows by a byte at 64 chars; adjust once.
-        dev = DEVICE[:max(pad - 1, 0)]
-        ev["device"] = dev
-        if avro_size(ev) > target and dev:
-            ev["device"] = dev[:-1]
-        size = avro_size(ev)
-        total += size
-        counts[ev["user_id"]] = counts.get(ev["user_id"], 0) + 1
+        r = getrandbits(88)
+        u = randrange(users)
+        counts[u] += 1
+        if partitions > 0:
+            buf = groups[part_of[u]]
         buf.append(
-            '{"event_id":"%s","user_id":"%s","item_id":"%s","type":"%s","ts":%d,'
-            '"watch_seconds":%.1f,"duration_seconds":%.1f,"rating":%.1f,"device":"%s"}\n'
-            % (ev["event_id"], ev["user_id"], ev["item_id"], ev["type"], ev["ts"],
-               ev["watch_seconds"], ev["duration_seconds"], ev["rating"], ev["device"]))
-        if len(buf) >= 10000:
+            '{"event_id":"%08x-%04x-4%03x-8%03x-%012x","user_id":"u%06d","item_id":"i%05d",'
+            '"type":"%s","ts":%d,"watch_seconds":%d.0'
+            % (i, r & 0xFFFF, (r >> 16) & 0xFFF, (r >> 28) & 0xFFF, r >> 40, u,
+               randrange(20000), TYPES[i % 7], 1700000000000 + i, i % 300))
+        buf.append(tail)
+        if partitions <= 0 and len(buf) >= 20000:
             out.write("".join(buf))
             buf = []
-    out.write("".join(buf))
+    if partitions > 0:
+        for g in groups:
+            out.write("".join(g))
+    else:
+        out.write("".join(buf))
     out.flush()
     if counts_file:
         with open(counts_file, "w") as f:
-            for k in sorted(counts):
-                f.write("%s %d\n" % (k, counts[k]))
-    sys.stderr.write("gen_events: %d records, %.1f bytes each on average (Avro, framed)\n"
-                     % (n, total / max(n, 1)))
+            for u in range(users):
+                if counts[u]:
+                    f.write("u%06d %d\n" % (u, counts[u]))
+    sys.stderr.write("gen_events: %d records, %d bytes each (Avro, framed)\n" % (n, size))
 
 
 if __name__ == "__main__":

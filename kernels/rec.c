@@ -32,9 +32,9 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->hist_cap = 100;
     cfg->seen_cap = 256;
     cfg->cons_cap = 100;
-    cfg->item_k = 50;
+    cfg->item_k = 200;
     cfg->user_k = 50;
-    cfg->sim = REC_SIM_JACCARD;
+    cfg->sim = REC_SIM_COSINE;
     cfg->pair_fields = 0;
     cfg->refresh_topk = 1;
     cfg->src_weight[0] = 1.0f;
@@ -43,6 +43,8 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->src_weight[3] = 0.05f;
     cfg->pop_candidates = 200;
     cfg->shrink = 0.0f;
+    cfg->item_score_k = 30;
+    cfg->refresh_ratio = 0.05f;
 }
 
 unsigned rec_config_fields(const rec_config_t *cfg) {
@@ -217,6 +219,15 @@ struct rec_work {
     float prof[REC_FEAT_DIM];
     float *cscore;
     size_t cscore_cap;
+    /* Item CF credits waiting for their candidate's threshold. */
+    float *thr;      /* ncap: the candidate's item_score_k-th score */
+    uint8_t *cmark;  /* ncap: candidate seen in this request */
+    uint32_t *cands; /* ncap: the distinct candidates */
+    struct cf_credit {
+        uint32_t j;
+        float as, s;
+    } * cb;
+    size_t ncb, cbcap;
 };
 
 rec_work_t *rec_work_new(const rec_config_t *cfg) {
@@ -269,6 +280,10 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->ex);
     free(w->touched);
     free(w->cscore);
+    free(w->thr);
+    free(w->cmark);
+    free(w->cands);
+    free(w->cb);
     free(w);
 }
 
@@ -323,6 +338,25 @@ static double sim_of(const rec_config_t *cfg, const double *fij, const double *f
     do {                                                                                           \
         if (!(d = push(out, (op), (a), (b)))) goto oom;                                            \
     } while (0)
+
+/* Has a row normaliser moved from old to now across a point of the grid
+ * (1 + r)^n (r > 0), or at all (r <= 0)? Rows are re-scored at those points
+ * only: between two of them every similarity of the row is within a factor
+ * (1 + r) of its value at the last re-score, and a popular item's row is
+ * not rewritten for every one of its events. */
+static int norm_moved(double old, double now, float r) {
+    if (old == now) return 0;
+    if (r <= 0 || !(old > 0) || !(now > 0)) return 1;
+    const double l = log1p((double)r);
+    return floor(log(old) / l) != floor(log(now) / l);
+}
+
+static int work_size(rec_work_t *w, uint32_t n);
+
+/* The order of a top-K list ("best", rec.h), on the scores as stored. */
+static inline int topk_better(float sa, uint32_t ia, float sb, uint32_t ib) {
+    return sa > sb || (sa == sb && ia > ib);
+}
 
 static int in_ids(const uint32_t *ids, int n, uint32_t x) {
     for (int k = 0; k < n; k++)
@@ -451,15 +485,16 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         d->v = dst[f];
         si[f] += dst[f];
     }
-    /* Does the row's normalisation depend on a statistic that changed? */
+    /* Does the row's normalisation depend on a statistic that changed
+     * (by more than cfg.refresh_ratio since the last re-score)? */
     int row_changed = 0;
     switch (cfg->sim) {
     case REC_SIM_COSINE:
-        row_changed = dst[REC_IS_N2] != 0;
+        row_changed = norm_moved(si[REC_IS_N2] - dst[REC_IS_N2], si[REC_IS_N2], cfg->refresh_ratio);
         break;
     case REC_SIM_JACCARD:
     case REC_SIM_LIFT:
-        row_changed = dst[REC_IS_C] != 0;
+        row_changed = norm_moved(si[REC_IS_C] - dst[REC_IS_C], si[REC_IS_C], cfg->refresh_ratio);
         break;
     default:
         break;
@@ -477,24 +512,44 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         PUSH(REC_OP_HIST_DEL, u, w->hist[ev_x].item);
     }
 
-    /* Item top-K: the touched pairs, then the event item's other neighbours. */
+    /* Item top-K. The event item's list is read and kept here as the store
+     * will hold it after this event's writes (members re-scored first, then
+     * new offers), so that an offer the store would reject at once (list
+     * full, below its worst) is not written. Marks: 1 member, 2 member
+     * already re-scored. */
+    if (work_size(w, rd->n_items(cx)) < 0) goto oom;
+    int nk = rd->item_topk(cx, i, w->topk, w->kcap);
+    for (int y = 0; y < nk; y++)
+        if (w->topk[y].id < w->ncap) w->cmark[w->topk[y].id] = 1;
+    int npend = 0;
     for (int x = 0; x < no; x++) {
         if (!w->chg[x] && !row_changed) continue;
         const uint32_t j = w->hist[x].item;
         double s =
             sim_of(cfg, w->fij + x * REC_PF_N, w->fji + x * REC_PF_N, si, w->st + x * REC_IS_N);
-        PUSH(REC_OP_ITOPK_SET, i, j);
-        d->v = s;
         PUSH(REC_OP_ITOPK_SET, j, i);
         d->v = s;
+        if (j < w->ncap && w->cmark[j]) {
+            PUSH(REC_OP_ITOPK_SET, i, j);
+            d->v = s;
+            w->cmark[j] = 2;
+            for (int y = 0; y < nk; y++)
+                if (w->topk[y].id == j) w->topk[y].score = (float)s;
+        } else {
+            /* Offered below. The pair's counters are not needed any more:
+             * keep its similarity in their first slot. */
+            w->ids[npend] = (uint32_t)x;
+            w->fij[(size_t)x * REC_PF_N] = s;
+            npend++;
+        }
     }
     if (cfg->refresh_topk && row_changed) {
-        int nk = rd->item_topk(cx, i, w->topk, w->kcap);
         int nm = 0;
-        uint32_t *mids = w->ids + no; /* after the history's ids */
-        for (int x = 0; x < nk; x++)
-            if (!in_ids(w->ids, no, w->topk[x].id) && w->topk[x].id != i)
-                mids[nm++] = w->topk[x].id;
+        uint32_t *mids = w->ids + no; /* after the pending offers */
+        for (int y = 0; y < nk; y++) {
+            uint32_t m = w->topk[y].id;
+            if (m != i && !(m < w->ncap && w->cmark[m] == 2)) mids[nm++] = m;
+        }
         if (nm > 0) {
             double *fij = w->fij + (size_t)no * REC_PF_N, *fji = w->fji + (size_t)no * REC_PF_N;
             double *st = w->st + (size_t)no * REC_IS_N;
@@ -505,15 +560,46 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
                 memcpy(fji, fij, (size_t)nm * REC_PF_N * sizeof *fij);
             }
             rd->item_stats(cx, mids, nm, st);
-            for (int x = 0; x < nm; x++) {
+            for (int x = 0, y = 0; x < nm; x++, y++) {
                 double s =
                     sim_of(cfg, fij + x * REC_PF_N, fji + x * REC_PF_N, si, st + x * REC_IS_N);
                 PUSH(REC_OP_ITOPK_SET, i, mids[x]);
                 d->v = s;
                 PUSH(REC_OP_ITOPK_SET, mids[x], i);
                 d->v = s;
+                while (w->topk[y].id != mids[x]) y++; /* mids keep the list's order */
+                w->topk[y].score = (float)s;
             }
         }
+    }
+    for (int y = 0; y < nk; y++)
+        if (w->topk[y].id < w->ncap) w->cmark[w->topk[y].id] = 0;
+    /* New offers to the event item's list. */
+    int worst = -1;
+    for (int p = 0; p < npend; p++) {
+        const int x = (int)w->ids[p];
+        const uint32_t j = w->hist[x].item;
+        const double s = w->fij[(size_t)x * REC_PF_N];
+        const float sf = (float)s;
+        int at;
+        if (nk < w->kcap) {
+            at = nk++;
+        } else {
+            if (worst < 0) {
+                worst = 0;
+                for (int y = 1; y < nk; y++)
+                    if (topk_better(w->topk[worst].score, w->topk[worst].id, w->topk[y].score,
+                                    w->topk[y].id))
+                        worst = y;
+            }
+            if (!topk_better(sf, j, w->topk[worst].score, w->topk[worst].id)) continue;
+            at = worst;
+            worst = -1;
+        }
+        w->topk[at].id = j;
+        w->topk[at].score = sf;
+        PUSH(REC_OP_ITOPK_SET, i, j);
+        d->v = s;
     }
 
     /* User-based CF (Papagelis et al. 2005): dot products with the item's
@@ -552,7 +638,13 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         /* Neighbours whose similarity changed: the touched users, plus the
          * user's current neighbours when its norm changed. */
         int nr = delta != 0 ? nv : 0;
-        if (cfg->refresh_topk && dn2 != 0) {
+        int norm_changed = dn2 != 0;
+        if (norm_changed && cfg->refresh_ratio > 0) {
+            double n_old;
+            rd->user_norms(cx, &u, 1, &n_old);
+            norm_changed = norm_moved(n_old, n_old + dn2, cfg->refresh_ratio);
+        }
+        if (cfg->refresh_topk && norm_changed) {
             int nk = rd->user_topk(cx, u, w->topk, w->lcap);
             int base = 1 + nr, nm = 0;
             for (int x = 0; x < nk; x++) {
@@ -619,6 +711,16 @@ static int work_size(rec_work_t *w, uint32_t n) {
     uint32_t *t = realloc(w->touched, (size_t)cap * sizeof *t);
     if (!t) return -1;
     w->touched = t;
+    float *thr = realloc(w->thr, (size_t)cap * sizeof *thr);
+    if (!thr) return -1;
+    w->thr = thr;
+    uint8_t *cm = realloc(w->cmark, cap);
+    if (!cm) return -1;
+    w->cmark = cm;
+    memset(w->cmark + w->ncap, 0, cap - w->ncap);
+    uint32_t *cands = realloc(w->cands, (size_t)cap * sizeof *cands);
+    if (!cands) return -1;
+    w->cands = cands;
     w->ncap = cap;
     return 0;
 }
@@ -672,13 +774,47 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         if (fabs(w->hist[x].a) > amax) amax = fabs(w->hist[x].a);
     const double ascale = amax > 0 ? 1.0 / amax : 0.0;
     if (sources & REC_SRC_ITEM_CF) {
+        const int sk = cfg->item_score_k > 0 && cfg->item_score_k < w->kcap ? cfg->item_score_k : 0;
+        uint32_t ncand = 0;
+        w->ncb = 0;
         for (int x = 0; x < nh; x++) {
             float a = (float)(w->hist[x].a * ascale);
             if (a <= 0) continue;
             int nk = rd->item_topk(cx, w->hist[x].item, w->topk, w->kcap);
-            for (int y = 0; y < nk; y++)
-                if (w->topk[y].score > 0) credit(w, 0, w->topk[y].id, a * w->topk[y].score);
+            for (int y = 0; y < nk; y++) {
+                const uint32_t j = w->topk[y].id;
+                const float s = w->topk[y].score;
+                if (s <= 0 || j >= w->ncap || w->ex[j]) continue;
+                if (!sk) {
+                    credit(w, 0, j, a * s);
+                    continue;
+                }
+                if (w->ncb == w->cbcap) {
+                    size_t cap = w->cbcap ? w->cbcap * 2 : 4096;
+                    struct cf_credit *cb = realloc(w->cb, cap * sizeof *cb);
+                    if (!cb) goto oom;
+                    w->cb = cb;
+                    w->cbcap = cap;
+                }
+                w->cb[w->ncb].j = j;
+                w->cb[w->ncb].as = a * s;
+                w->cb[w->ncb++].s = s;
+                if (!w->cmark[j]) {
+                    w->cmark[j] = 1;
+                    w->cands[ncand++] = j;
+                }
+            }
         }
+        /* Each candidate's threshold: its item_score_k-th neighbour. */
+        for (uint32_t c = 0; c < ncand; c++) {
+            const uint32_t j = w->cands[c];
+            int nk = rd->item_topk(cx, j, w->topk, sk);
+            w->thr[j] = nk == sk ? w->topk[sk - 1].score : -INFINITY;
+            w->cmark[j] = 0;
+        }
+        for (size_t y = 0; y < w->ncb; y++)
+            if (w->cb[y].s >= w->thr[w->cb[y].j]) credit(w, 0, w->cb[y].j, w->cb[y].as);
+        w->ncb = 0;
     }
     if (sources & REC_SRC_USER_CF) {
         int nk = rd->user_topk(cx, user, w->topk, w->lcap);
@@ -785,6 +921,7 @@ oom:
         for (int s = 0; s < 4; s++) w->acc[s][c] = 0;
     }
     memset(w->ex, 0, w->ncap);
+    memset(w->cmark, 0, w->ncap);
     w->ntouched = 0;
     return -1;
 }

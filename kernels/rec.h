@@ -127,15 +127,31 @@ typedef struct rec_config {
     int hist_cap;           /* items per user history (default 100) */
     int seen_cap;           /* event ids remembered per user (256) */
     int cons_cap;           /* consumers kept per item for user CF (100) */
-    int item_k;             /* item neighbours kept per item (50) */
+    int item_k;             /* item neighbours kept per item (200) */
     int user_k;             /* user neighbours kept per user (50) */
-    rec_sim_t sim;          /* item-item similarity (Jaccard) */
+    rec_sim_t sim;          /* item-item similarity (cosine) */
     unsigned pair_fields;   /* REC_PFM mask; 0 = what sim needs */
     int refresh_topk;       /* re-score the event item's neighbours (1) */
     /* Scoring. */
     float src_weight[4]; /* hybrid blend: item_cf, user_cf, content, popular */
     int pop_candidates;  /* popular items considered per request (200) */
     float shrink;        /* similarity shrinkage: s * n / (n + shrink) (0) */
+    /* Item CF neighbourhood (30): a history item i credits a candidate j
+     * only when i is among j's best item_score_k neighbours (the classic
+     * item-kNN: j is scored from its own nearest items), read as "s_ij >=
+     * the item_score_k-th score in itopk[j]". The candidates still come
+     * from the history items' lists (item_k long, so that they hold most
+     * pairs where i is near j). 0, or >= item_k: every member of a history
+     * item's list credits (the rarest items' lists are full of spurious
+     * perfect similarities, which then dominate). */
+    int item_score_k;
+    /* refresh_topk re-scores a row's list members only when the row's
+     * normaliser (istat c or n2, unorm) crossed a point of the grid
+     * (1 + refresh_ratio)^n since the last event (0.05): list scores stay
+     * within that factor of the truth, and the ~2 item_k writes per event
+     * are paid about every refresh_ratio * c events of a popular item
+     * instead of every event. 0: on every change. */
+    float refresh_ratio;
 } rec_config_t;
 
 void rec_config_defaults(rec_config_t *cfg);
@@ -278,7 +294,10 @@ double rec_event_weight(const rec_config_t *cfg, const rec_event_t *ev);
  * L = user_k: reads 1 seen, 1 history, pairs of 1 + H rows (Pearson; 1 row
  * otherwise), stats of H+K items, 1 consumer list, 1 dot row, C+L user
  * norms, 1 item and 1 user top-K row; writes up to (2 fields x 2 H) pair
- * deltas, 2 C dot deltas, 2 (H + K) item and 2 (C + L) user top-K sets. */
+ * deltas, 2 C dot deltas, 2 (H + K) item and 2 (C + L) user top-K sets.
+ * The event item's own list is followed as the store will hold it, so an
+ * offer to it that the store would reject at once is not written; its
+ * members are re-scored only at refresh_ratio steps of its normaliser. */
 int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w,
                       const rec_event_t *ev, rec_deltas_t *out, char *reason, size_t reason_size);
 
@@ -293,8 +312,10 @@ double rec_similarity(rec_sim_t sim, const double *fij, const double *fji, const
  * and items with exclude[item] != 0 (exclude may be NULL; n_exclude
  * entries), are filtered out. Cold start: a user with no history gets
  * popularity; a new item is reached through content (the catalogue block).
- * out[k].sources says which sources scored the item. Returns the count
- * (<= n), or -1 out of memory. */
+ * out[k].sources says which sources scored the item. Item CF reads itopk
+ * of each history item (item_k), then the first item_score_k entries of
+ * itopk of each distinct candidate found there (its threshold). Returns the
+ * count (<= n), or -1 out of memory. */
 typedef struct rec_rec {
     uint32_t item;
     float score;

@@ -82,39 +82,93 @@ static void map_free(u32map_t *m) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Bounded top-K list (unsorted; sorted on read)                       */
+/* Bounded top-K list                                                  */
 
+/* Ids and scores in separate arrays (the id scan vectorises), the index of
+ * the worst entry cached (-1: unknown) so that an offer below it costs the
+ * id scan only, and the entries sorted in place on read (kept until the
+ * next change), so that reading an unchanged list is a copy. */
 typedef struct topk {
-    rec_scored_t *e;
+    uint32_t *ids;
+    float *sc;
     int n;
+    int worst;
+    int sorted;
 } topk_t;
 
 static inline int sc_better(float sa, uint32_t ia, float sb, uint32_t ib) {
     return sa > sb || (sa == sb && ia > ib);
 }
 
+static void topk_find_worst(topk_t *t) {
+    int worst = 0;
+    for (int x = 1; x < t->n; x++)
+        if (sc_better(t->sc[worst], t->ids[worst], t->sc[x], t->ids[x])) worst = x;
+    t->worst = t->n > 0 ? worst : -1;
+}
+
+static void topk_free(topk_t *t) {
+    free(t->ids);
+    free(t->sc);
+}
+
+static void topk_clear(topk_t *t) {
+    t->n = 0;
+    t->worst = -1;
+    t->sorted = 1;
+}
+
 /* ZADD row member score, then keep the best k. */
 static int topk_set(topk_t *t, int k, uint32_t id, float score) {
     if (k <= 0) return 0;
-    if (!t->e) {
-        t->e = malloc((size_t)k * sizeof *t->e);
-        if (!t->e) return -1;
-    }
-    int worst = -1;
-    for (int x = 0; x < t->n; x++) {
-        if (t->e[x].id == id) {
-            t->e[x].score = score;
-            return 0;
+    if (!t->ids) {
+        t->ids = malloc((size_t)k * sizeof *t->ids);
+        t->sc = malloc((size_t)k * sizeof *t->sc);
+        if (!t->ids || !t->sc) {
+            free(t->ids);
+            free(t->sc);
+            t->ids = NULL;
+            t->sc = NULL;
+            return -1;
         }
-        if (worst < 0 || sc_better(t->e[worst].score, t->e[worst].id, t->e[x].score, t->e[x].id))
-            worst = x;
+        topk_clear(t);
     }
-    if (t->n < k) {
-        t->e[t->n].id = id;
-        t->e[t->n++].score = score;
-    } else if (sc_better(score, id, t->e[worst].score, t->e[worst].id)) {
-        t->e[worst].id = id;
-        t->e[worst].score = score;
+    const uint32_t *ids = t->ids;
+    const int n = t->n;
+    int x = 0;
+    while (x < n && ids[x] != id) x++;
+    if (x < n) {
+        float old = t->sc[x];
+        if (old == score) return 0;
+        t->sc[x] = score;
+        t->sorted = 0;
+        if (t->worst >= 0) {
+            if (x == t->worst) {
+                if (score > old) t->worst = -1;
+            } else if (sc_better(t->sc[t->worst], t->ids[t->worst], score, id)) {
+                t->worst = x;
+            }
+        }
+        return 0;
+    }
+    if (n < k) {
+        t->ids[n] = id;
+        t->sc[n] = score;
+        t->n = n + 1;
+        t->sorted = 0;
+        if (n == 0)
+            t->worst = 0;
+        else if (t->worst >= 0 && sc_better(t->sc[t->worst], t->ids[t->worst], score, id))
+            t->worst = n;
+        return 0;
+    }
+    if (t->worst < 0) topk_find_worst(t);
+    int w = t->worst;
+    if (sc_better(score, id, t->sc[w], t->ids[w])) {
+        t->ids[w] = id;
+        t->sc[w] = score;
+        t->sorted = 0;
+        t->worst = -1;
     }
     return 0;
 }
@@ -126,17 +180,31 @@ static int cmp_scored(const void *a, const void *b) {
                                                          : 0;
 }
 
-static int topk_read(const topk_t *t, rec_scored_t *out, int cap) {
+static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
     int n = t->n;
-    if (n == 0) return 0;
-    rec_scored_t tmp[512];
-    rec_scored_t *buf = n <= 512 ? tmp : malloc((size_t)n * sizeof *buf);
-    if (!buf) return 0;
-    memcpy(buf, t->e, (size_t)n * sizeof *buf);
-    qsort(buf, (size_t)n, sizeof *buf, cmp_scored);
+    if (n == 0 || cap <= 0) return 0;
+    if (!t->sorted) {
+        rec_scored_t tmp[512];
+        rec_scored_t *buf = n <= 512 ? tmp : malloc((size_t)n * sizeof *buf);
+        if (!buf) return 0;
+        for (int x = 0; x < n; x++) {
+            buf[x].id = t->ids[x];
+            buf[x].score = t->sc[x];
+        }
+        qsort(buf, (size_t)n, sizeof *buf, cmp_scored);
+        for (int x = 0; x < n; x++) {
+            t->ids[x] = buf[x].id;
+            t->sc[x] = buf[x].score;
+        }
+        if (buf != tmp) free(buf);
+        t->sorted = 1;
+        t->worst = n - 1;
+    }
     if (n > cap) n = cap;
-    memcpy(out, buf, (size_t)n * sizeof *out);
-    if (buf != tmp) free(buf);
+    for (int x = 0; x < n; x++) {
+        out[x].id = t->ids[x];
+        out[x].score = t->sc[x];
+    }
     return n;
 }
 
@@ -196,12 +264,12 @@ void rec_mem_destroy(rec_mem_t *m) {
         free(m->users[u].hist);
         free(m->users[u].seen);
         map_free(&m->users[u].dots);
-        free(m->users[u].topk.e);
+        topk_free(&m->users[u].topk);
     }
     for (uint32_t i = 0; i < m->ni; i++) {
         map_free(&m->items[i].pairs);
         free(m->items[i].cons);
-        free(m->items[i].topk.e);
+        topk_free(&m->items[i].topk);
     }
     free(m->users);
     free(m->items);
@@ -501,7 +569,7 @@ int rec_mem_rebuild_item_topk(rec_mem_t *m) {
     double fij[REC_PF_N], fji[REC_PF_N];
     for (uint32_t i = 0; i < m->ni; i++) {
         mitem_t *it = &m->items[i];
-        it->topk.n = 0;
+        topk_clear(&it->topk);
         const u32map_t *p = &it->pairs;
         for (uint32_t q = 0; q < p->cap; q++) {
             uint32_t j = p->keys[q];

@@ -424,6 +424,7 @@ static void test_duplicate_event_applied_once(void **state) {
     (void)state;
     rec_config_t cfg;
     rec_config_defaults(&cfg);
+    cfg.sim = REC_SIM_JACCARD; /* keeps the co-occurrence count C checked below */
     rec_mem_t *m = rec_mem_new(&cfg);
     rec_work_t *w = rec_work_new(&cfg);
     rec_reader_t rd = rec_mem_reader(m);

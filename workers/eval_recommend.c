@@ -265,7 +265,8 @@ static void usage(FILE *o) {
             "usage: reel eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
             "         [--algo item_cf|user_cf|content|hybrid|popular|all] [--k 10] [--seed N]\n"
             "         [--min-rating R] [--sim jaccard|cosine|lift|pearson|count] [--item-k K]\n"
-            "         [--user-k K] [--hist-cap N] [--cons-cap N] [--half-life-days D]\n"
+            "         [--item-score-k K] [--user-k K] [--hist-cap N] [--cons-cap N] "
+            "[--half-life-days D]\n"
             "         [--weights ITEM,USER,CONTENT,POPULAR]\n"
             "ratings: MovieLens ratings.csv (userId,movieId,rating,timestamp) or u.data (TSV)\n"
             "items:   movies.csv (movieId,title,genres) or u.item, for content features\n"
@@ -275,11 +276,12 @@ static void usage(FILE *o) {
 int cmd_eval_recommend(int argc, char **argv) {
     const char *ratings = NULL, *items = NULL, *algo = "all";
     int temporal = 0, k = 10, exact_topk = 0;
+    const char *dump_split = NULL;
     uint64_t seed = 1;
     double min_rating = 0, half_life_days = 0;
     rec_config_t cfg;
     rec_config_defaults(&cfg);
-    cfg.hist_cap = 100;
+    cfg.hist_cap = 0; /* 0: each user's whole training history */
     for (int a = 1; a < argc; a++) {
         const char *o = argv[a];
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -305,16 +307,22 @@ int cmd_eval_recommend(int argc, char **argv) {
             seed = strtoull(v, NULL, 10);
         else if (strcmp(o, "--min-rating") == 0)
             min_rating = atof(v);
+        else if (strcmp(o, "--dump-split") == 0)
+            dump_split = v;
         else if (strcmp(o, "--exact-topk") == 0)
             exact_topk = atoi(v);
         else if (strcmp(o, "--shrink") == 0)
             cfg.shrink = (float)atof(v);
         else if (strcmp(o, "--item-k") == 0)
             cfg.item_k = atoi(v);
+        else if (strcmp(o, "--item-score-k") == 0)
+            cfg.item_score_k = atoi(v);
         else if (strcmp(o, "--user-k") == 0)
             cfg.user_k = atoi(v);
         else if (strcmp(o, "--hist-cap") == 0)
             cfg.hist_cap = atoi(v);
+        else if (strcmp(o, "--refresh-ratio") == 0)
+            cfg.refresh_ratio = (float)atof(v);
         else if (strcmp(o, "--cons-cap") == 0)
             cfg.cons_cap = atoi(v);
         else if (strcmp(o, "--half-life-days") == 0)
@@ -348,7 +356,7 @@ int cmd_eval_recommend(int argc, char **argv) {
     unsigned want = 0;
     for (int x = 0; x < N_ALGOS; x++)
         if (strcmp(algo, "all") == 0 || strcmp(algo, algos[x].name) == 0) want |= 1u << x;
-    if (!ratings || !want || k <= 0 || k > 1000 || cfg.hist_cap <= 0 || cfg.item_k <= 0 ||
+    if (!ratings || !want || k <= 0 || k > 1000 || cfg.hist_cap < 0 || cfg.item_k <= 0 ||
         cfg.user_k <= 0 || cfg.cons_cap <= 0) {
         usage(stderr);
         return 2;
@@ -375,12 +383,37 @@ int cmd_eval_recommend(int argc, char **argv) {
         goto done;
     }
 
+    split(&d, temporal, seed);
+    if (cfg.hist_cap == 0) { /* the largest training history (d.r is by user) */
+        for (size_t a = 0, n = 0; a < d.n; a++) {
+            n = a > 0 && d.r[a].user == d.r[a - 1].user ? n : 0;
+            if (!d.r[a].test && (int)++n > cfg.hist_cap) cfg.hist_cap = (int)n;
+        }
+        if (cfg.hist_cap == 0) cfg.hist_cap = 1;
+    }
+    fprintf(stderr, "reel eval: hist_cap %d, item_k %d, item_score_k %d, user_k %d, cons_cap %d\n",
+            cfg.hist_cap, cfg.item_k, cfg.item_score_k, cfg.user_k, cfg.cons_cap);
+    if (dump_split) { /* "rating_index test" per rating, file order */
+        FILE *f = fopen(dump_split, "w");
+        if (!f) {
+            fprintf(stderr, "reel eval: %s: %s\n", dump_split, strerror(errno));
+            goto done;
+        }
+        uint8_t *t = calloc(d.n, 1);
+        if (!t) {
+            fclose(f);
+            goto oom;
+        }
+        for (size_t x = 0; x < d.n; x++) t[d.r[x].idx] = d.r[x].test;
+        for (size_t x = 0; x < d.n; x++) fprintf(f, "%zu %d\n", x, t[x]);
+        free(t);
+        fclose(f);
+    }
     mem = rec_mem_new(&cfg);
     w = rec_work_new(&cfg);
     if (!mem || !w) goto oom;
     if (items && load_items(items, &d, mem) < 0) goto done;
 
-    split(&d, temporal, seed);
     /* Training replay, in timestamp order, through the incremental code. */
     qsort(d.r, d.n, sizeof *d.r, cmp_ts);
     /* Decay epoch: the first training event. */
