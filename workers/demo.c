@@ -363,7 +363,7 @@ int cmd_demo(int argc, char **argv) {
     double t_start = now_s();
 
     printf("reel demo: the streaming runtime end to end with its built-in counting pipeline\n"
-           "(the recommend, tag, transcribe and sentiment workers are not built yet)\n\n");
+           "(the ML workers join the demo once they are complete: see README, Status)\n\n");
     if (find_ratings(ratings, sizeof ratings) < 0) {
         fprintf(stderr, "reel demo: no MovieLens ratings found (set REEL_DATA_DIR or run from "
                         "the checkout, which carries examples/movielens-sample)\n");
