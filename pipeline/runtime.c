@@ -607,7 +607,9 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         metrics_add(ctx->metrics, "reel_records_skipped_total", labels,
                     (double)(msgs[0]->offset - p->next_offset));
     }
-    int64_t first_offset = msgs[0]->offset;
+    /* The batch continues from what Redis applied, bridging offsets Kafka
+     * skipped; Redis refuses it if it is behind that (lost writes). */
+    int64_t first_offset = p->next_offset >= 0 ? p->next_offset : msgs[0]->offset;
     int64_t next_offset = msgs[n - 1]->offset + 1;
     int64_t t0 = now_ms();
     char err[512];
@@ -662,6 +664,20 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         metrics_set_health(ctx->metrics, 1, NULL);
         metrics_set(ctx->metrics, "reel_redis_round_trips_total", ctx->labels,
                     (double)store_round_trips(ctx->store));
+        if (rc == 3) {
+            /* Redis lost commits it had acknowledged (a crash with
+             * appendfsync everysec, a failover to a lagging replica): state
+             * and offsets went back together, so processing again from the
+             * stored offset rebuilds exactly what was lost. */
+            metrics_add(ctx->metrics, "reel_redis_regressions_total", ctx->labels, 1);
+            log_error("redis_offset_regressed",
+                      "%s[%" PRId32 "] Redis holds offset %" PRId64 " but %" PRId64
+                      " was applied: Redis lost writes; processing again from %" PRId64,
+                      topic, partition, stored, first_offset, stored);
+            p->next_offset = stored;
+            seek_partition(ctx, topic, partition, stored);
+            return 0;
+        }
         if (rc == 2 || (rc == 0 && stored > next_offset)) {
             /* Another consumer applied part of this range: read on from
              * where Redis says, never apply the overlap twice. */
@@ -999,6 +1015,8 @@ static void declare_metrics(metrics_t *m) {
                     "Batches whose outputs were not all delivered (each is retried).");
     metrics_declare(m, "reel_commit_conflicts_total", METRIC_COUNTER,
                     "Batches refused because their offsets were already applied.");
+    metrics_declare(m, "reel_redis_regressions_total", METRIC_COUNTER,
+                    "Batches refused because Redis had lost applied offsets (reprocessed).");
     metrics_declare(m, "reel_batch_retries_total", METRIC_COUNTER,
                     "Batches a worker failed transiently and retried.");
     metrics_declare(m, "reel_consumer_errors_total", METRIC_COUNTER, "Consumer errors.");

@@ -63,6 +63,7 @@ static const char commit_script[] =
     "local nxt = tonumber(ARGV[3])\n"
     "if s >= nxt then return {0, stored} end\n"
     "if first < s then return {2, stored} end\n"
+    "if s >= 0 and first > s then return {3, stored} end\n"
     "local n = tonumber(ARGV[4])\n"
     "local i = 5\n"
     "for c = 1, n do\n"
@@ -769,7 +770,7 @@ int store_commit(store_t *s, const store_batch_t *b, const char *offsets_key, in
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
         parse_i64(r->element[1]->str, r->element[1]->len, &stored) < 0 ||
-        r->element[0]->integer < 0 || r->element[0]->integer > 2) {
+        r->element[0]->integer < 0 || r->element[0]->integer > 3) {
         set_err(errstr, errstr_size, "commit: unexpected reply from the commit script");
         goto done;
     }

@@ -59,10 +59,18 @@ int store_batch_addv(store_batch_t *b, int argc, ...);
 /* Applies the batch's commands and sets field <partition> of the hash
  * offsets_key to next_offset, in one atomic step (a Lua script, loaded with
  * SCRIPT LOAD and re-sent when Redis forgot it after a restart).
+ * first_offset is where the batch continues from: the offset the caller
+ * believes applied (so offsets Kafka skipped, by retention or compaction,
+ * are bridged), or the first record's offset when nothing was applied yet.
  *   stored = the partition's current value (none: -1)
  *   stored >= next_offset           -> nothing applied, returns 0 (replay)
  *   first_offset < stored < next    -> nothing applied, returns 2 (overlap:
  *                                      the caller re-reads from stored)
+ *   0 <= stored < first_offset      -> nothing applied, returns 3 (Redis is
+ *                                      behind the caller: it lost writes, e.g.
+ *                                      a crash with appendfsync everysec or a
+ *                                      failover; the caller re-reads from
+ *                                      stored so the lost state is rebuilt)
  *   otherwise                       -> applied, returns 1
  * *stored_offset receives the value found. Returns -1 with errstr on error
  * (nothing was applied, or the reply was lost: retrying is safe).

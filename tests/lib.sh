@@ -32,10 +32,13 @@ trap cleanup EXIT
 
 # Starts a private redis-server on a unix socket with an fsync'd AOF, so a
 # restart keeps every acknowledged write.
+# REDIS_PERSIST=rdb instead keeps only snapshots taken with `rcli SAVE`, so a
+# test can make Redis lose its latest writes.
 start_redis() {
+    local persist=(--appendonly yes --appendfsync always --save "")
+    [ "${REDIS_PERSIST:-aof}" = rdb ] && persist=(--appendonly no --save "")
     redis-server --port 0 --unixsocket "$WORK/redis.sock" --unixsocketperm 700 \
-        --dir "$WORK" --appendonly yes --appendfsync always --save "" \
-        --daemonize no >>"$WORK/redis.log" 2>&1 &
+        --dir "$WORK" "${persist[@]}" --daemonize no >>"$WORK/redis.log" 2>&1 &
     REDIS_PID=$!
     REDIS_URL="unix://$WORK/redis.sock"
     for _ in $(seq 1 100); do

@@ -25,7 +25,15 @@ start_worker w2 -X batch.max.records=300
 W2=$WORKER_PID
 start_worker w3 -X batch.max.records=300
 W3=$WORKER_PID
-sleep 6
+# Let the group settle with all three members holding partitions.
+for _ in $(seq 1 120); do
+    n=0
+    for w in w1 w2 w3; do grep -q '"event":"partition_assigned"' "$WORK/$w.log" && n=$((n + 1)); done
+    [ $n = 3 ] && break
+    sleep 0.5
+done
+[ $n = 3 ] || fail "only $n of 3 members were assigned partitions within 60 s"
+sleep 1
 log "w2 leaves gracefully"
 kill -TERM "$W2"
 wait "$W2" || fail "w2 exited with $? on SIGTERM"
@@ -44,9 +52,6 @@ sleep 2
 for p in "$W1" "$W4" "$W5"; do kill -TERM "$p"; done
 for p in "$W1" "$W4" "$W5"; do wait "$p" || fail "a worker exited with $? on SIGTERM"; done
 
-for w in w1 w2 w3; do
-    grep -q '"event":"partition_assigned"' "$WORK/$w.log" || fail "$w was never assigned a partition"
-done
 diff <(expected_counts "$WORK/events.jsonl") <(actual_counts reel-count) >"$WORK/diff.txt" ||
     fail "counts differ after rebalances: $(head "$WORK/diff.txt")"
 outs=$(distinct_sources counts)

@@ -376,14 +376,20 @@ static void test_overlap_applies_nothing(void **state) {
     store_batch_destroy(b);
 }
 
-/* Offsets may skip (compacted topics, transaction markers): a batch after a
- * gap applies, as does one that starts exactly at the stored offset. */
-static void test_gap_and_contiguous_batches_apply(void **state) {
+/* A batch must continue from the stored offset: one starting past it is
+ * refused (3: Redis lost writes the caller saw applied) and nothing is
+ * applied; the caller bridges offsets Kafka skipped by passing the stored
+ * offset as first_offset, and a batch starting exactly there applies. */
+static void test_gap_is_refused_and_contiguous_batches_apply(void **state) {
     ctx_t *c = *state;
     store_batch_t *b = incr_batch("{t}:counts", 3, 1);
     int64_t stored;
     assert_int_equal(commit(c, b, 2, 0, 10, &stored), 1);
-    assert_int_equal(commit(c, b, 2, 20, 30, &stored), 1);
+    assert_int_equal(commit(c, b, 2, 20, 30, &stored), 3);
+    assert_int_equal(stored, 10);
+    assert_int_equal(hget(c, "{t}:counts", "f0"), 3);
+    assert_int_equal(hget(c, "{t}:offsets", "2"), 10);
+    assert_int_equal(commit(c, b, 2, 10, 30, &stored), 1);
     assert_int_equal(stored, 10);
     assert_int_equal(commit(c, b, 2, 30, 31, &stored), 1);
     assert_int_equal(stored, 30);
@@ -741,8 +747,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_applied_once, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_overlap_applies_nothing, setup_store, teardown),
-        cmocka_unit_test_setup_teardown(test_gap_and_contiguous_batches_apply, setup_store,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_gap_is_refused_and_contiguous_batches_apply,
+                                        setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_applies, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_batch_arguments, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_failing_command_is_reported_and_not_reapplied,
