@@ -49,8 +49,7 @@ avro_schema_t codec_schema_avro(const codec_schema_t *s);
 
 /* Creates a fresh generic value of the schema in *value. The caller owns it
  * and releases it with avro_value_decref(). Returns 0, or -1 with errstr. */
-int codec_value_new(const codec_schema_t *s, avro_value_t *value, char *errstr,
-                    size_t errstr_size);
+int codec_value_new(const codec_schema_t *s, avro_value_t *value, char *errstr, size_t errstr_size);
 
 /* Reads the schema id from a wire-format header. Returns 0, or -1 with a
  * reason (empty, too short, wrong magic byte). */

@@ -38,8 +38,12 @@ const config_key_t rt_config_keys[] = {
 
 static volatile sig_atomic_t rt_stop_flag;
 
-void rt_stop(void) { rt_stop_flag = 1; }
-int rt_stopping(void) { return rt_stop_flag != 0; }
+void rt_stop(void) {
+    rt_stop_flag = 1;
+}
+int rt_stopping(void) {
+    return rt_stop_flag != 0;
+}
 
 static void rt_on_signal(int sig) {
     (void)sig;
@@ -152,12 +156,24 @@ const char *rt_key(const rt_ctx_t *ctx, const char *suffix, char *buf, size_t bu
     return rt_key_for(ctx->group_id, suffix, buf, buf_size);
 }
 
-store_batch_t *rt_state(rt_ctx_t *ctx) { return ctx->state; }
-store_t *rt_store(rt_ctx_t *ctx) { return ctx->store; }
-codec_t *rt_codec(rt_ctx_t *ctx) { return ctx->codec; }
-config_t *rt_config(rt_ctx_t *ctx) { return ctx->config; }
-metrics_t *rt_metrics(rt_ctx_t *ctx) { return ctx->metrics; }
-const char *rt_model_version(const rt_ctx_t *ctx) { return ctx->model_version; }
+store_batch_t *rt_state(rt_ctx_t *ctx) {
+    return ctx->state;
+}
+store_t *rt_store(rt_ctx_t *ctx) {
+    return ctx->store;
+}
+codec_t *rt_codec(rt_ctx_t *ctx) {
+    return ctx->codec;
+}
+config_t *rt_config(rt_ctx_t *ctx) {
+    return ctx->config;
+}
+metrics_t *rt_metrics(rt_ctx_t *ctx) {
+    return ctx->metrics;
+}
+const char *rt_model_version(const rt_ctx_t *ctx) {
+    return ctx->model_version;
+}
 
 void rt_set_model_version(rt_ctx_t *ctx, const char *version) {
     char labels[512];
@@ -228,8 +244,10 @@ static int kafka_conf_pass(const char *key, const char *value, void *opaque) {
 /* librdkafka's own log lines join ours as JSON (it calls this from its
  * internal threads; log_write() is thread safe). */
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-    log_level_t l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO
-                                                                               : LOG_DEBUG;
+    log_level_t l = level <= 3   ? LOG_ERROR
+                    : level == 4 ? LOG_WARN
+                    : level <= 6 ? LOG_INFO
+                                 : LOG_DEBUG;
     log_write(l, "librdkafka", "%s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
@@ -265,11 +283,10 @@ static int produce(rt_ctx_t *ctx, const char *topic, const void *key, size_t key
     for (;;) {
         rd_kafka_resp_err_t err;
         if (hdrs)
-            err = rd_kafka_producev(ctx->producer, RD_KAFKA_V_TOPIC(topic),
-                                    RD_KAFKA_V_KEY((void *)key, key_len),
-                                    RD_KAFKA_V_VALUE((void *)value, value_len),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+            err = rd_kafka_producev(
+                ctx->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
+                RD_KAFKA_V_VALUE((void *)value, value_len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         else
             err = rd_kafka_producev(ctx->producer, RD_KAFKA_V_TOPIC(topic),
                                     RD_KAFKA_V_KEY((void *)key, key_len),
@@ -295,8 +312,8 @@ int rt_emit(rt_ctx_t *ctx, const char *topic, const codec_schema_t *s, const avr
         key = NULL;
         key_len = 0;
     }
-    if (produce(ctx, topic, key, key_len, ctx->enc.data, ctx->enc.len, NULL, errstr,
-                errstr_size) < 0)
+    if (produce(ctx, topic, key, key_len, ctx->enc.data, ctx->enc.len, NULL, errstr, errstr_size) <
+        0)
         return -1;
     ctx->emitted++;
     size_t i = 0;
@@ -321,8 +338,7 @@ static void flush_out_counts(rt_ctx_t *ctx) {
 
 /* Sends the original message to <topic>.dlq with its key, value and headers
  * plus headers saying where and why it failed. */
-static void dlq_send(rt_ctx_t *ctx, rd_kafka_message_t *m, const char *stage,
-                     const char *reason) {
+static void dlq_send(rt_ctx_t *ctx, rd_kafka_message_t *m, const char *stage, const char *reason) {
     const char *topic = rd_kafka_topic_name(m->rkt);
     char dlq[512], num[32], labels[512];
     snprintf(dlq, sizeof dlq, "%s.dlq", topic);
@@ -343,8 +359,9 @@ static void dlq_send(rt_ctx_t *ctx, rd_kafka_message_t *m, const char *stage,
     snprintf(num, sizeof num, "%" PRId64, wall_ms());
     rd_kafka_header_add(hdrs, "reel.error.ts", -1, num, -1);
 
-    log_warn("record_dead_lettered", "topic=%s partition=%" PRId32 " offset=%" PRId64
-             " stage=%s reason=%s dlq=%s", topic, m->partition, m->offset, stage, reason, dlq);
+    log_warn("record_dead_lettered",
+             "topic=%s partition=%" PRId32 " offset=%" PRId64 " stage=%s reason=%s dlq=%s", topic,
+             m->partition, m->offset, stage, reason, dlq);
     char err[256];
     if (produce(ctx, dlq, m->key, m->key_len, m->payload, m->len, hdrs, err, sizeof err) < 0) {
         rd_kafka_headers_destroy(hdrs);
@@ -423,8 +440,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 tp->offset = off;
             else
                 tp->offset = ctx->reset_latest ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
-            log_info("partition_assigned", "topic=%s partition=%" PRId32 " offset=%" PRId64
-                     " from=%s", tp->topic, tp->partition, off,
+            log_info("partition_assigned",
+                     "topic=%s partition=%" PRId32 " offset=%" PRId64 " from=%s", tp->topic,
+                     tp->partition, off,
                      off >= 0 ? "redis" : (ctx->reset_latest ? "latest" : "earliest"));
         }
         rd_kafka_assign(rk, parts);
@@ -434,8 +452,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rt_partition_t *p = part_find(ctx, tp->topic, tp->partition);
             if (p) p->active = 0;
             drop_collected(ctx, tp->topic, tp->partition);
-            log_info("partition_revoked", "topic=%s partition=%" PRId32, tp->topic,
-                     tp->partition);
+            log_info("partition_revoked", "topic=%s partition=%" PRId32, tp->topic, tp->partition);
         }
         rd_kafka_assign(rk, NULL);
     }
@@ -459,10 +476,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque) {
             json_t *lag = json_object_get(pj, "consumer_lag");
             if (!json_is_integer(lag) || json_integer_value(lag) < 0) continue;
             char labels[512];
-            snprintf(labels, sizeof labels, "%s,topic=\"%s\",partition=\"%s\"", ctx->labels,
-                     tname, pname);
-            metrics_set(ctx->metrics, "reel_consumer_lag", labels,
-                        (double)json_integer_value(lag));
+            snprintf(labels, sizeof labels, "%s,topic=\"%s\",partition=\"%s\"", ctx->labels, tname,
+                     pname);
+            metrics_set(ctx->metrics, "reel_consumer_lag", labels, (double)json_integer_value(lag));
         }
     }
     json_decref(root);
@@ -630,8 +646,9 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         if (ctx->n_records > 0) {
             err[0] = 0;
             if (ctx->def->process(ctx->wstate, ctx, &batch, err, sizeof err) < 0) {
-                log_warn("batch_retry", "worker %s failed on %s[%" PRId32 "] at %" PRId64
-                         ": %s (retrying)", ctx->def->name, topic, partition, first_offset, err);
+                log_warn("batch_retry",
+                         "worker %s failed on %s[%" PRId32 "] at %" PRId64 ": %s (retrying)",
+                         ctx->def->name, topic, partition, first_offset, err);
                 metrics_add(ctx->metrics, "reel_batch_retries_total", ctx->labels, 1);
                 wait_deliveries(ctx);
                 continue;
@@ -656,8 +673,9 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
             }
             metrics_add(ctx->metrics, "reel_redis_errors_total", ctx->labels, 1);
             metrics_set_health(ctx->metrics, 0, "redis unavailable");
-            log_warn("redis_unavailable", "commit of %s[%" PRId32 "] %" PRId64 "..%" PRId64
-                     ": %s (retrying)", topic, partition, first_offset, next_offset, err);
+            log_warn("redis_unavailable",
+                     "commit of %s[%" PRId32 "] %" PRId64 "..%" PRId64 ": %s (retrying)", topic,
+                     partition, first_offset, next_offset, err);
             if (rt_stopping()) return -1;
             sleep_ms(store_backoff_ms(r));
         }
@@ -682,17 +700,19 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
             /* Another consumer applied part of this range: read on from
              * where Redis says, never apply the overlap twice. */
             metrics_add(ctx->metrics, "reel_commit_conflicts_total", ctx->labels, 1);
-            log_warn("commit_conflict", "%s[%" PRId32 "] batch %" PRId64 "..%" PRId64
-                     " overlaps applied offset %" PRId64 "; seeking there", topic, partition,
-                     first_offset, next_offset, stored);
+            log_warn("commit_conflict",
+                     "%s[%" PRId32 "] batch %" PRId64 "..%" PRId64
+                     " overlaps applied offset %" PRId64 "; seeking there",
+                     topic, partition, first_offset, next_offset, stored);
             p->next_offset = stored;
             seek_partition(ctx, topic, partition, stored);
             return 0;
         }
         if (rc == 0)
-            log_info("batch_replayed", "%s[%" PRId32 "] %" PRId64 "..%" PRId64
-                     " was already applied; state unchanged", topic, partition, first_offset,
-                     next_offset);
+            log_info("batch_replayed",
+                     "%s[%" PRId32 "] %" PRId64 "..%" PRId64
+                     " was already applied; state unchanged",
+                     topic, partition, first_offset, next_offset);
         p->next_offset = next_offset;
         commit_to_kafka(ctx, topic, partition, next_offset);
         metrics_add(ctx->metrics, "reel_records_in_total", labels, (double)n);
@@ -965,8 +985,8 @@ static void *worker_thread(void *arg) {
         rt_stop();
         return NULL;
     }
-    log_info("worker_started", "worker=%s group=%s inputs=%zu batch.max.records=%zu",
-             t->def->name, ctx->group_id, ctx->n_inputs, ctx->batch_max);
+    log_info("worker_started", "worker=%s group=%s inputs=%zu batch.max.records=%zu", t->def->name,
+             ctx->group_id, ctx->n_inputs, ctx->batch_max);
     ctx->last_reload_ms = now_ms();
     while (!rt_stopping() && !ctx->fatal) {
         collect(ctx);
@@ -1060,8 +1080,7 @@ int rt_run(const worker_def_t *const *workers, size_t n_workers, config_t *confi
         if (!threads[i].started) continue;
         pthread_join(threads[i].tid, NULL);
         if (threads[i].rc < 0 && rc == 0) {
-            snprintf(errstr, errstr_size, "worker %s: %s", threads[i].def->name,
-                     threads[i].errstr);
+            snprintf(errstr, errstr_size, "worker %s: %s", threads[i].def->name, threads[i].errstr);
             rc = -1;
         }
     }

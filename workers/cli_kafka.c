@@ -58,10 +58,14 @@ typedef struct mock_args {
 static int mock_arg(int argc, char **argv, int i, void *opaque) {
     mock_args_t *a = opaque;
     if (i + 1 >= argc) return 0;
-    if (strcmp(argv[i], "--brokers") == 0) a->brokers = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--partitions") == 0) a->partitions = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--topics") == 0) a->topics = argv[i + 1];
-    else return 0;
+    if (strcmp(argv[i], "--brokers") == 0)
+        a->brokers = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--partitions") == 0)
+        a->partitions = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--topics") == 0)
+        a->topics = argv[i + 1];
+    else
+        return 0;
     return 2;
 }
 
@@ -195,10 +199,14 @@ static int topic_arg(int argc, char **argv, int i, void *opaque) {
         return 1;
     }
     if (i + 1 >= argc) return 0;
-    if (strcmp(argv[i], "--topic") == 0 || strcmp(argv[i], "-t") == 0) a->topic = argv[i + 1];
-    else if (strcmp(argv[i], "--max") == 0) a->max = atoll(argv[i + 1]);
-    else if (strcmp(argv[i], "--timeout-ms") == 0) a->timeout_ms = atoll(argv[i + 1]);
-    else return 0;
+    if (strcmp(argv[i], "--topic") == 0 || strcmp(argv[i], "-t") == 0)
+        a->topic = argv[i + 1];
+    else if (strcmp(argv[i], "--max") == 0)
+        a->max = atoll(argv[i + 1]);
+    else if (strcmp(argv[i], "--timeout-ms") == 0)
+        a->timeout_ms = atoll(argv[i + 1]);
+    else
+        return 0;
     return 2;
 }
 
@@ -447,7 +455,9 @@ int cmd_consume(int argc, char **argv) {
     rd_kafka_topic_destroy(rkt);
     if (merr || md->topic_cnt != 1 || md->topics[0].err) {
         fprintf(stderr, "reel consume: topic %s: %s\n", a.topic,
-                rd_kafka_err2str(merr ? merr : md ? md->topics[0].err : merr));
+                rd_kafka_err2str(merr ? merr
+                                 : md ? md->topics[0].err
+                                      : merr));
         status = 1;
         goto done;
     }

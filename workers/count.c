@@ -141,7 +141,8 @@ static int count_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batch, c
         st->agg = a;
         st->agg_cap = need;
     }
-    if (strcmp(rt_model_version(ctx), "none") == 0) rt_set_model_version(ctx, "count-" REEL_VERSION);
+    if (strcmp(rt_model_version(ctx), "none") == 0)
+        rt_set_model_version(ctx, "count-" REEL_VERSION);
 
     int rc = 0;
     for (size_t i = 0; i < batch->count; i++) {
@@ -169,8 +170,8 @@ static int count_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batch, c
         if (!st->agg[i].key) continue;
         if (rc == 0) {
             snprintf(num, sizeof num, "%lld", st->agg[i].n);
-            if (store_batch_addv(rt_state(ctx), 4, "HINCRBY", st->counts_key, st->agg[i].key,
-                                 num) < 0) {
+            if (store_batch_addv(rt_state(ctx), 4, "HINCRBY", st->counts_key, st->agg[i].key, num) <
+                0) {
                 snprintf(errstr, errstr_size, "out of memory");
                 rc = -1;
             }

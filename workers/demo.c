@@ -198,11 +198,10 @@ static long produce_events(const char *bootstrap, const char *ratings, long max,
         const char *key;
         size_t key_len;
         codec_value_key(&v, "user_id", &key, &key_len);
-        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("viewing-events"),
-                                 RD_KAFKA_V_KEY((void *)key, key_len),
-                                 RD_KAFKA_V_VALUE(buf.data, buf.len),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (rd_kafka_producev(
+                   rk, RD_KAFKA_V_TOPIC("viewing-events"), RD_KAFKA_V_KEY((void *)key, key_len),
+                   RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 10);
         sent++;
     }
@@ -325,7 +324,8 @@ static void print_top_users(store_t *s, const char *key) {
         qsort(rows, n, 2 * sizeof *rows, cmp_desc);
         printf("  most active users (events counted in Redis, %s):\n", key);
         for (size_t i = 0; i < n && i < 5; i++)
-            printf("    user %-6s %lld events\n", r->element[2 * rows[2 * i + 1]]->str, rows[2 * i]);
+            printf("    user %-6s %lld events\n", r->element[2 * rows[2 * i + 1]]->str,
+                   rows[2 * i]);
         free(rows);
     }
     freeReplyObject(r);
@@ -334,10 +334,14 @@ static void print_top_users(store_t *s, const char *key) {
 int cmd_demo(int argc, char **argv) {
     demo_opts_t o = {NULL, NULL, 5000, 0};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--bootstrap-servers") == 0 && i + 1 < argc) o.bootstrap = argv[++i];
-        else if (strcmp(argv[i], "--redis-url") == 0 && i + 1 < argc) o.redis_url = argv[++i];
-        else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc) o.events = atol(argv[++i]);
-        else if (strcmp(argv[i], "-v") == 0) o.verbose = 1;
+        if (strcmp(argv[i], "--bootstrap-servers") == 0 && i + 1 < argc)
+            o.bootstrap = argv[++i];
+        else if (strcmp(argv[i], "--redis-url") == 0 && i + 1 < argc)
+            o.redis_url = argv[++i];
+        else if (strcmp(argv[i], "--events") == 0 && i + 1 < argc)
+            o.events = atol(argv[++i]);
+        else if (strcmp(argv[i], "-v") == 0)
+            o.verbose = 1;
         else {
             fprintf(stderr, "usage: reel demo [--bootstrap-servers B] [--redis-url U] "
                             "[--events N] [-v]\n");
@@ -444,8 +448,7 @@ int cmd_demo(int argc, char **argv) {
         int width = 40, filled = (int)(width * (counted < 0 ? 0 : counted) / good);
         if (tty)
             fprintf(stderr, "\r      [%.*s%*s] %lld/%ld", filled,
-                    "########################################", width - filled, "", counted,
-                    good);
+                    "########################################", width - filled, "", counted, good);
         if (counted >= good) break;
         usleep(200000);
     }
@@ -471,8 +474,8 @@ int cmd_demo(int argc, char **argv) {
         printf("\nOK: nothing lost, nothing counted twice (%.1f s in all)\n", now_s() - t_start);
         status = 0;
     } else {
-        printf("\nFAILED: counted %lld of %ld, %ld outputs, %ld of %ld in the DLQ\n", counted,
-               good, outputs, dlq, bad);
+        printf("\nFAILED: counted %lld of %ld, %ld outputs, %ld of %ld in the DLQ\n", counted, good,
+               outputs, dlq, bad);
     }
 done:
     if (store) store_destroy(store);
