@@ -18,7 +18,9 @@
  *   utopk:<u>       zset member "%08x" user id (rec.h's tie rule)
  *   istat:c, :n2    hash item -> double (one hash per statistic)
  *   pop             zset member "%08x" item id, score istat c
- *   pair:<f>:<i>    hash j -> double, one hash per field f (c, d, rn, ...)
+ *   pair:<f>        hash "<i>:<j>" (i < j) -> number, for the symmetric
+ *                   fields f (c, d, rn, rd): each pair once, not per order
+ *   pair:<f>:<i>    hash j -> double, for the row-specific fields (rs, rq)
  *   cons:<i>        hash user -> packed (double a, int64 t)
  *   itopk:<i>       zset member "%08x" item id
  *   feat            hash item -> REC_FEAT_DIM float32 (host order)
@@ -45,7 +47,7 @@
  * The overlay is discarded after the batch.
  *
  * Additive deltas are summed per key and field within the batch into one
- * HINCRBYFLOAT (ZINCRBY for pop); each top-K row gets one ZADD with its
+ * HINCRBYFLOAT (HINCRBY for undecayed counts; ZINCRBY for pop); each top-K row gets one ZADD with its
  * members' final scores and one ZREMRANGEBYRANK.
  *
  * Content: the worker caches every item's features (the `feat` hash) and
@@ -116,7 +118,13 @@ enum {
     K_AGG_UDOT,
     K_TOUCH,  /* user touched by the batch: i = index into touched */
     K_ITEMID, /* item dense id allocated this batch: i = index */
+    K_PAIRA,  /* asymmetric pair fields of (row, col) loaded */
 };
+
+/* Pair fields equal in both orders: stored once, in the hash pair:<f> under
+ * the field "<lo>:<hi>" (lo < hi), so one HINCRBY(FLOAT) per pair and one
+ * HMGET for any set of pairs. */
+#define SYM_PF (REC_PFM(REC_PF_C) | REC_PFM(REC_PF_D) | REC_PFM(REC_PF_RN) | REC_PFM(REC_PF_RD))
 
 typedef struct kent {
     uint64_t key;
@@ -603,7 +611,9 @@ static void q_fields(rstate_t *st, uint8_t kind, uint32_t a, const uint32_t *ids
         return fail(st, "out of memory");
     size_t m = 0;
     for (int k = 0; k < n; k++) {
-        uint64_t key = (kind == K_PAIR || kind == K_UDOT) ? pack2(a, ids[k]) : ids[k];
+        uint64_t key = (kind == K_PAIRA || kind == K_UDOT) ? pack2(a, ids[k])
+                       : kind == K_PAIR ? (a < ids[k] ? pack2(a, ids[k]) : pack2(ids[k], a))
+                                        : ids[k];
         int r = mark(st, kind, key);
         if (r < 0) return;
         if (r) st->fids[start + m++] = ids[k];
@@ -625,7 +635,20 @@ static void q_fields(rstate_t *st, uint8_t kind, uint32_t a, const uint32_t *ids
     set_arg_s(st, 0, "HMGET");
     for (size_t k = 0; k < m; k++) set_arg_num(st, 2 + k, "%u", st->fids[start + k]);
     if (kind == K_PAIR) {
-        unsigned pf = rec_config_fields(&st->cfg);
+        /* Symmetric fields: one hash per field, "<lo>:<hi>" fields. */
+        unsigned pf = rec_config_fields(&st->cfg) & SYM_PF;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t c = st->fids[start + k];
+            set_arg_num(st, 2 + k, "%u:%u", a < c ? a : c, a < c ? c : a);
+        }
+        for (int fl = 0; fl < REC_PF_N; fl++) {
+            if (!(pf & REC_PFM(fl))) continue;
+            set_arg_s(st, 1, key_of(st, key, sizeof key, "pair:%s", pf_names[fl]));
+            if (append_cmd(st, (int)m + 2) < 0) return;
+            f->ncmd++;
+        }
+    } else if (kind == K_PAIRA) {
+        unsigned pf = rec_config_fields(&st->cfg) & ~SYM_PF;
         for (int fl = 0; fl < REC_PF_N; fl++) {
             if (!(pf & REC_PFM(fl))) continue;
             set_arg_s(st, 1, key_of(st, key, sizeof key, "pair:%s:%u", pf_names[fl], a));
@@ -758,8 +781,9 @@ static void fetch_apply(rstate_t *st, const fetch_t *f, redisReply **rep) {
         }
         break;
     }
-    case K_PAIR: {
-        unsigned pf = rec_config_fields(&st->cfg);
+    case K_PAIR:
+    case K_PAIRA: {
+        unsigned pf = rec_config_fields(&st->cfg) & (f->kind == K_PAIR ? SYM_PF : ~SYM_PF);
         int c = 0;
         d.op = REC_OP_PAIR_ADD;
         d.a = f->a;
@@ -770,8 +794,14 @@ static void fetch_apply(rstate_t *st, const fetch_t *f, redisReply **rep) {
             for (uint32_t k = 0; r->type == REDIS_REPLY_ARRAY && k < f->n && k < r->elements; k++) {
                 d.v = reply_double(r->element[k]);
                 if (d.v == 0) continue;
+                d.a = f->a;
                 d.b = ids[k];
                 if (apply1(st, &d) < 0) return;
+                if (f->kind == K_PAIR && ids[k] != f->a) { /* the mirror */
+                    d.a = ids[k];
+                    d.b = f->a;
+                    if (apply1(st, &d) < 0) return;
+                }
             }
         }
         break;
@@ -888,7 +918,9 @@ static int o_history(void *cx, uint32_t u, rec_hist_t *out, int cap) {
 
 static void o_pairs(void *cx, uint32_t row, const uint32_t *cols, int n, double *out) {
     rstate_t *st = cx;
-    q_fields(st, K_PAIR, row, cols, n);
+    unsigned pf = rec_config_fields(&st->cfg);
+    if (pf & SYM_PF) q_fields(st, K_PAIR, row, cols, n);
+    if (pf & ~SYM_PF) q_fields(st, K_PAIRA, row, cols, n);
     flush(st);
     st->mr.pairs(st->mr.ctx, row, cols, n, out);
 }
@@ -1077,6 +1109,9 @@ static int apply_delta(rstate_t *st, store_batch_t *b, const rec_delta_t *d) {
     case REC_OP_PAIR_ADD:
         if (d->f >= REC_PF_N || !(rec_config_fields(&st->cfg) & REC_PFM(d->f))) return 0;
         if (apply1(st, d) < 0) return -1;
+        if (REC_PFM(d->f) & SYM_PF) { /* stored once: the kernel sends both orders */
+            if (d->a > d->b) return 0;
+        }
         return agg_add(st, (uint8_t)(K_AGG_PAIR + d->f), pack2(d->a, d->b), d->v);
     case REC_OP_ITEM_ADD:
         if (d->f >= REC_IS_N) return 0;
@@ -1101,6 +1136,21 @@ oom:
     return -1;
 }
 
+static int in_base(const toprow_t *row, uint32_t id) {
+    for (int k = 0; k < row->nbase; k++)
+        if (row->base[k].id == id) return 1;
+    return 0;
+}
+
+/* Counts without decay are whole numbers: HINCRBY (cheaper than
+ * HINCRBYFLOAT) with the integer in val; else HINCRBYFLOAT with val as is.
+ * Such a field only ever receives whole numbers, so it always holds one. */
+static const char *incr_cmd(const rstate_t *st, double v, char val[64]) {
+    if (st->cfg.half_life_ms != 0 || !(fabs(v) < 9e15) || v != floor(v)) return "HINCRBYFLOAT";
+    snprintf(val, 64, "%lld", (long long)v);
+    return "HINCRBY";
+}
+
 /* The batch's summed counters and top-K rows as Redis commands. */
 static int emit_aggregates(rstate_t *st, store_batch_t *b) {
     char key[512], field[32], val[64], mem[16];
@@ -1112,14 +1162,22 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
         snprintf(val, sizeof val, "%.17g", e->v);
         int rc;
         if (e->kind < K_AGG_IS) {
-            key_of(st, key, sizeof key, "pair:%s:%u", pf_names[e->kind - K_AGG_PAIR], a);
-            snprintf(field, sizeof field, "%u", c);
-            rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key, field, val);
+            int f = e->kind - K_AGG_PAIR;
+            if (REC_PFM(f) & SYM_PF) {
+                key_of(st, key, sizeof key, "pair:%s", pf_names[f]);
+                snprintf(field, sizeof field, "%u:%u", a, c);
+            } else {
+                key_of(st, key, sizeof key, "pair:%s:%u", pf_names[f], a);
+                snprintf(field, sizeof field, "%u", c);
+            }
+            rc = store_batch_addv(b, 4, f == REC_PF_C ? incr_cmd(st, e->v, val) : "HINCRBYFLOAT",
+                                  key, field, val);
         } else if (e->kind < K_AGG_UNORM) {
             int f = e->kind - K_AGG_IS;
             key_of(st, key, sizeof key, "istat:%s", f == REC_IS_C ? "c" : "n2");
             snprintf(field, sizeof field, "%u", c);
-            rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key, field, val);
+            rc = store_batch_addv(b, 4, f == REC_IS_C ? incr_cmd(st, e->v, val) : "HINCRBYFLOAT",
+                                  key, field, val);
             if (rc == 0 && f == REC_IS_C) {
                 snprintf(mem, sizeof mem, "%08x", c);
                 rc =
@@ -1139,17 +1197,46 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
     for (size_t r = 0; r < st->nrows; r++) {
         const toprow_t *row = &st->rows[r];
         if (row->npend == 0) continue;
+        /* With the base known, only members that end in the best K, or
+         * that Redis holds and must lose, need writing: the others would be
+         * dropped at once by the ZREMRANGEBYRANK. */
+        float cut = -INFINITY;
+        uint32_t cut_id = 0;
+        int filter = 0;
+        if (row->loaded) {
+            int kk = row->user ? st->cfg.user_k : st->cfg.item_k;
+            rec_scored_t *best = malloc(((size_t)kk + 1) * sizeof *best);
+            if (!best) goto oom;
+            int nb = topk_read(st, row->user, row->row, best, kk);
+            if (st->failed) {
+                free(best);
+                return -1;
+            }
+            if (nb >= kk) {
+                filter = 1;
+                cut = best[nb - 1].score;
+                cut_id = best[nb - 1].id;
+            }
+            free(best);
+            row = &st->rows[r];
+        }
         if (args_room(st, 2 + 2 * (size_t)row->npend) < 0) goto oom;
         set_arg_s(st, 0, "ZADD");
         set_arg_s(st, 1,
                   key_of(st, key, sizeof key, "%s:%u", row->user ? "utopk" : "itopk", row->row));
         size_t k = 2;
         for (int32_t p = row->head; p >= 0; p = st->pend[p].next) {
+            if (filter) {
+                rec_scored_t m = {.id = st->pend[p].member, .score = st->pend[p].score},
+                             c = {.id = cut_id, .score = cut};
+                if (!better(&m, &c) && !(m.id == c.id) && !in_base(row, m.id)) continue;
+            }
             /* The float score exactly, so that ties read back as ties. */
             set_arg_num(st, k, "%.17g", (double)st->pend[p].score);
             set_arg_num(st, k + 1, "%08x", st->pend[p].member);
             k += 2;
         }
+        if (k == 2) continue; /* nothing to write: Redis already holds the result */
         if (store_batch_add(b, (int)k, st->av, st->al) < 0) goto oom;
         snprintf(val, sizeof val, "%d", -((row->user ? st->cfg.user_k : st->cfg.item_k) + 1));
         if (store_batch_addv(b, 4, "ZREMRANGEBYRANK", key, "0", val) < 0) goto oom;
@@ -1548,7 +1635,6 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
             if (apply_delta(st, b, &st->deltas.d[x]) < 0) goto done;
         if (touch(st, e->ev.user, k) < 0) goto done;
     }
-    if (emit_aggregates(st, b) < 0) goto done;
     if (dups > 0) metrics_add(st->metrics, DUP_METRIC, st->labels, dups);
 
     /* 4. Recommendations for every touched user, on the batch's state.
@@ -1579,6 +1665,8 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
         free(nb);
         if (flush(st) < 0) goto done;
     }
+    /* After the prefetch, so that most top-K rows written have their base. */
+    if (emit_aggregates(st, b) < 0) goto done;
     size_t need = st->ntouched * (size_t)st->top_n + 1;
     if (grow((void **)&st->recs, &st->caprecs, need, sizeof *st->recs) < 0 ||
         !(st->nrecs = realloc(st->nrecs, (st->ntouched + 1) * sizeof *st->nrecs))) {
