@@ -47,8 +47,8 @@
  * The overlay is discarded after the batch.
  *
  * Additive deltas are summed per key and field within the batch into one
- * HINCRBYFLOAT (HINCRBY for undecayed counts; ZINCRBY for pop); each top-K row gets one ZADD with its
- * members' final scores and one ZREMRANGEBYRANK.
+ * HINCRBYFLOAT (HINCRBY for undecayed counts; ZINCRBY for pop); each top-K row gets one ZADD with
+ * its members' final scores and one ZREMRANGEBYRANK.
  *
  * Content: the worker caches every item's features (the `feat` hash) and
  * refreshes the cache on reload (recommend.reload.interval.ms), since the
