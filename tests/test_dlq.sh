@@ -1,8 +1,9 @@
 #!/bin/bash
 # Bad records (empty, too short, wrong magic byte, unknown schema id, a
 # truncated record, a huge length prefix, random bytes, an oversized record,
-# a record without a key) each become one DLQ record carrying the original
-# bytes and error headers; the worker goes on and counts the good ones.
+# a record without a key, one whose key is not UTF-8) each become one DLQ
+# record carrying the original bytes and error headers; the worker goes on
+# and counts the good ones.
 source "$(dirname "$0")/lib.sh"
 
 start_redis
@@ -41,6 +42,10 @@ NBAD=$(wc -l <"$WORK/bad.b64")
 # A valid record with no key cannot be counted: the worker itself rejects it.
 printf '%s\n' "$good" | base64 -d | kcat -P -b "$BOOTSTRAP" -t viewing-events -p 1 ||
     fail "kcat produce failed"
+# A valid record whose key is not UTF-8: its output cannot be encoded, so
+# the worker dead-letters it rather than retrying it forever.
+printf '%s' "$good" | base64 -d | kcat -P -b "$BOOTSTRAP" -t viewing-events -p 1 -k $'\xff\xfeuser' ||
+    fail "kcat produce failed"
 # More good records after the bad ones: the worker must go on.
 gen_events 500 50 4 | sed 's/"event_id":"e/"event_id":"f/' >"$WORK/more.jsonl"
 # shellcheck disable=SC2046
@@ -56,7 +61,7 @@ kill -TERM "$WORKER_PID"
 wait "$WORKER_PID" || fail "worker exited with $? on SIGTERM"
 
 ndlq=$(wc -l <"$WORK/dlq.jsonl")
-[ "$ndlq" = $((NBAD + 1)) ] || fail "$ndlq DLQ records, want $((NBAD + 1))"
+[ "$ndlq" = $((NBAD + 2)) ] || fail "$ndlq DLQ records, want $((NBAD + 2))"
 # Each DLQ record has the error headers and the original bytes.
 jq -e -s 'all(.[]; .headers["reel.error.stage"] != null and .headers["reel.error.reason"] != null
     and .headers["reel.source.topic"] == "viewing-events" and .headers["reel.source.offset"] != null
@@ -65,8 +70,9 @@ sort "$WORK/bad.b64" >"$WORK/bad.sorted"
 jq -r 'select(.headers["reel.error.stage"] == "decode") | .value_base64' "$WORK/dlq.jsonl" |
     sort >"$WORK/dlq.sorted"
 diff "$WORK/bad.sorted" "$WORK/dlq.sorted" >/dev/null || fail "DLQ values differ from the bad records"
-jq -e -s 'map(select(.headers["reel.error.stage"] == "process")) | length == 1' "$WORK/dlq.jsonl" \
-    >/dev/null || fail "the keyless record was not dead-lettered by the worker"
+jq -e -s 'map(select(.headers["reel.error.stage"] == "process")) | length == 2' "$WORK/dlq.jsonl" \
+    >/dev/null || fail "the keyless and the non-UTF-8-keyed records were not dead-lettered"
+grep -q 'UTF-8' "$WORK/dlq.jsonl" || fail "no DLQ reason mentions the invalid UTF-8 key"
 for reason in "wrong magic byte" "schema id 9999 unknown" "exceeds max.record.bytes" "trailing"; do
     grep -q "$reason" "$WORK/dlq.jsonl" || fail "no DLQ reason mentions '$reason'"
 done

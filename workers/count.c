@@ -33,6 +33,8 @@ typedef struct count_state {
     /* Batch-local aggregation so one batch sends one HINCRBY per key. */
     count_agg_t *agg;
     size_t agg_cap;
+    char *key_buf; /* the current record's key, NUL-terminated for Avro C */
+    size_t key_cap;
 } count_state_t;
 
 static void count_destroy(void *opaque) {
@@ -41,6 +43,7 @@ static void count_destroy(void *opaque) {
     if (st->out_schema) avro_value_decref(&st->out);
     for (size_t i = 0; i < st->agg_cap; i++) free(st->agg[i].key);
     free(st->agg);
+    free(st->key_buf);
     free(st);
 }
 
@@ -99,29 +102,43 @@ static int set_field_string(avro_value_t *rec, const char *name, const char *s, 
     return avro_value_set_string_len(&f, s, len + 1);
 }
 
-static int fill_update(count_state_t *st, rt_ctx_t *ctx, const rt_record_t *r, const char *key,
-                       size_t key_len) {
-    avro_value_t f, src, sf;
-    char *kcopy = strndup(key, key_len);
-    if (!kcopy) return -1;
-    int rc = set_field_string(&st->out, "key", kcopy, strlen(kcopy));
-    free(kcopy);
-    if (rc) return -1;
+/* Fields shared by every output of a batch (one partition, one moment):
+ * set once, since the output value is reused record after record. */
+static int fill_batch_fields(count_state_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
+    avro_value_t f, src;
+    const char *ver = rt_model_version(ctx);
     if (avro_value_get_by_name(&st->out, "increment", &f, NULL) || avro_value_set_long(&f, 1))
         return -1;
-    const char *ver = rt_model_version(ctx);
     if (set_field_string(&st->out, "model_version", ver, strlen(ver))) return -1;
     if (avro_value_get_by_name(&st->out, "source", &src, NULL)) return -1;
-    if (set_field_string(&src, "topic", r->topic, strlen(r->topic))) return -1;
-    if (avro_value_get_by_name(&src, "partition", &sf, NULL) ||
-        avro_value_set_int(&sf, r->partition))
-        return -1;
-    if (avro_value_get_by_name(&src, "offset", &sf, NULL) || avro_value_set_long(&sf, r->offset))
+    if (set_field_string(&src, "topic", batch->topic, strlen(batch->topic))) return -1;
+    if (avro_value_get_by_name(&src, "partition", &f, NULL) ||
+        avro_value_set_int(&f, batch->partition))
         return -1;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (avro_value_get_by_name(&st->out, "ts", &f, NULL) ||
         avro_value_set_long(&f, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000))
+        return -1;
+    return 0;
+}
+
+/* The fields of one record's output: its key and source offset. Avro C
+ * wants NUL-terminated strings, so the key is copied into a reused buffer
+ * (keeping any byte, NUL included, that the HINCRBY field keeps). */
+static int fill_record_fields(count_state_t *st, const rt_record_t *r) {
+    avro_value_t f, src;
+    if (r->key_len + 1 > st->key_cap) {
+        char *k = realloc(st->key_buf, r->key_len + 1);
+        if (!k) return -1;
+        st->key_buf = k;
+        st->key_cap = r->key_len + 1;
+    }
+    memcpy(st->key_buf, r->key, r->key_len);
+    st->key_buf[r->key_len] = 0;
+    if (set_field_string(&st->out, "key", st->key_buf, r->key_len)) return -1;
+    if (avro_value_get_by_name(&st->out, "source", &src, NULL) ||
+        avro_value_get_by_name(&src, "offset", &f, NULL) || avro_value_set_long(&f, r->offset))
         return -1;
     return 0;
 }
@@ -144,6 +161,10 @@ static int count_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batch, c
     if (strcmp(rt_model_version(ctx), "none") == 0)
         rt_set_model_version(ctx, "count-" REEL_VERSION);
 
+    if (fill_batch_fields(st, ctx, batch) < 0) {
+        snprintf(errstr, errstr_size, "building CountUpdate: %s", avro_strerror());
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < batch->count; i++) {
         const rt_record_t *r = &batch->records[i];
@@ -151,13 +172,16 @@ static int count_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batch, c
             rt_fail(ctx, r, "process", "record has no key to count by");
             continue;
         }
-        if (fill_update(st, ctx, r, r->key, r->key_len) < 0) {
+        if (fill_record_fields(st, r) < 0) {
             rt_fail(ctx, r, "process", avro_strerror());
             continue;
         }
+        /* An output that cannot be encoded or queued (a key that is not
+         * UTF-8, say) would fail the same way on every retry: the record
+         * goes to the DLQ instead of stalling its partition. */
         if (rt_emit(ctx, st->output_topic, st->out_schema, &st->out, errstr, errstr_size) < 0) {
-            rc = -1;
-            break;
+            rt_fail(ctx, r, "process", errstr);
+            continue;
         }
         if (agg_add(st, r->key, r->key_len) < 0) {
             snprintf(errstr, errstr_size, "out of memory");
