@@ -64,4 +64,25 @@ jq -e -s 'map(select(.value.item_id == "5"))[0].value.tags == []' "$WORK/items.o
 # shellcheck disable=SC2046
 n=$("$REEL" consume --topic items --timeout-ms 2000 $(reel_opts) 2>/dev/null | wc -l)
 [ "$n" = 0 ] || fail "consume without --from-beginning printed $n old records"
+
+# The model registry: push by magic, list, get back byte for byte, roll back.
+printf 'RSNT\001binary\000model' >"$WORK/m1.bin"
+printf 'RSNT\002second' >"$WORK/m2.bin"
+printf 'not a model' >"$WORK/junk.bin"
+"$REEL" model push "$WORK/m1.bin" -X redis.url="$REDIS_URL" | grep -q 'sentiment version 1' ||
+    fail "model push by magic"
+"$REEL" model push "$WORK/m2.bin" -X redis.url="$REDIS_URL" >/dev/null || fail "second push"
+if "$REEL" model push "$WORK/junk.bin" -X redis.url="$REDIS_URL" 2>"$WORK/model.err"; then
+    fail "a file with no known magic was pushed without --kind"
+fi
+grep -q -- '--kind' "$WORK/model.err" || fail "unknown magic: no hint at --kind"
+"$REEL" model list sentiment -X redis.url="$REDIS_URL" >"$WORK/model.list"
+grep -q '^\* {"version":2' "$WORK/model.list" || fail "version 2 not current: $(cat "$WORK/model.list")"
+"$REEL" model rollback sentiment 1 -X redis.url="$REDIS_URL" >/dev/null || fail "rollback"
+"$REEL" model get sentiment --out "$WORK/m1.out" -X redis.url="$REDIS_URL" >/dev/null ||
+    fail "model get"
+cmp -s "$WORK/m1.bin" "$WORK/m1.out" || fail "model get after rollback is not version 1"
+if "$REEL" model remove sentiment 1 -X redis.url="$REDIS_URL" 2>/dev/null; then
+    fail "the current model version was removed"
+fi
 log "PASS: command-line contracts"

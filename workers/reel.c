@@ -19,6 +19,21 @@ const worker_def_t *reel_worker_find(const char *name) {
     return NULL;
 }
 
+/* Subcommands other than run and config. sub is the second word of
+ * two-word commands ("eval recommend"), NULL for one-word ones; the
+ * function receives argv from that last word on. */
+typedef struct subcommand {
+    const char *command;
+    const char *sub;
+    int (*fn)(int argc, char **argv);
+} subcommand_t;
+
+static const subcommand_t subcommands[] = {
+    {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
+    {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
+    {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
+};
+
 config_t *cli_config(const cli_opts_t *opts) {
     char err[512];
     config_t *c = config_new();
@@ -52,27 +67,30 @@ config_t *cli_config(const cli_opts_t *opts) {
 }
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "reel %s: machine learning workers on a Kafka event bus, state in Redis\n"
-            "\n"
-            "usage: reel COMMAND [options]\n"
-            "\n"
-            "commands:\n"
-            "  run WORKER... [-c FILE] [-X key=value]...   run workers until SIGINT/SIGTERM\n"
-            "  demo [--bootstrap-servers B] [--redis-url U] run the pipeline end to end\n"
-            "  produce --topic T [-c FILE] [-X k=v]...     JSON lines on stdin -> Avro records\n"
-            "  consume --topic T [--from-beginning] [--max N] [--timeout-ms MS]\n"
-            "                                              records -> JSON lines on stdout\n"
-            "  mock-kafka [--brokers N] [--partitions P] [--topics a,b,...]\n"
-            "                                              an in-process Kafka-protocol cluster\n"
-            "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
-            "                 [--algo NAME|all] [--k 10] [--seed N]\n"
-            "                                              offline quality of the recommenders\n"
-            "  config                                      every configuration key\n"
-            "  version                                     the version\n"
-            "\n"
-            "workers:\n",
-            REEL_VERSION);
+    fprintf(
+        out,
+        "reel %s: machine learning workers on a Kafka event bus, state in Redis\n"
+        "\n"
+        "usage: reel COMMAND [options]\n"
+        "\n"
+        "commands:\n"
+        "  run WORKER... [-c FILE] [-X key=value]...   run workers until SIGINT/SIGTERM\n"
+        "  demo [--bootstrap-servers B] [--redis-url U] run the pipeline end to end\n"
+        "  produce --topic T [-c FILE] [-X k=v]...     JSON lines on stdin -> Avro records\n"
+        "  consume --topic T [--from-beginning] [--max N] [--timeout-ms MS]\n"
+        "                                              records -> JSON lines on stdout\n"
+        "  mock-kafka [--brokers N] [--partitions P] [--topics a,b,...]\n"
+        "                                              an in-process Kafka-protocol cluster\n"
+        "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
+        "                 [--algo NAME|all] [--k 10] [--seed N]\n"
+        "                                              offline quality of the recommenders\n"
+        "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
+        "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
+        "  config                                      every configuration key\n"
+        "  version                                     the version\n"
+        "\n"
+        "workers:\n",
+        REEL_VERSION);
     for (size_t i = 0; reel_workers[i]; i++)
         fprintf(out, "  %-10s %s\n", reel_workers[i]->name, reel_workers[i]->description);
     fprintf(out, "\nConfiguration: built-in defaults < -c FILE < REEL_* environment < -X.\n"
@@ -169,18 +187,22 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "produce") == 0) return cmd_produce(argc - 1, argv + 1);
-    if (strcmp(cmd, "consume") == 0) return cmd_consume(argc - 1, argv + 1);
-    if (strcmp(cmd, "mock-kafka") == 0) return cmd_mock_kafka(argc - 1, argv + 1);
-    if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) return cmd_config();
-    if (strcmp(cmd, "eval") == 0) {
-        if (argc > 2 && strcmp(argv[2], "recommend") == 0)
-            return cmd_eval_recommend(argc - 2, argv + 2);
-        fprintf(stderr, "usage: reel eval recommend --ratings FILE [options] "
-                        "(reel eval recommend --help)\n");
-        return 2;
+    /* Two-word commands ("eval recommend") first, then one-word ones. */
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        const subcommand_t *sc = &subcommands[i];
+        if (strcmp(cmd, sc->command) != 0) continue;
+        if (!sc->sub) return sc->fn(argc - 1, argv + 1);
+        if (argc > 2 && strcmp(argv[2], sc->sub) == 0) return sc->fn(argc - 2, argv + 2);
     }
+    int known = 0;
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        if (strcmp(cmd, subcommands[i].command) != 0) continue;
+        if (!known) fprintf(stderr, "reel %s: one of:\n", cmd);
+        fprintf(stderr, "  reel %s %s\n", cmd, subcommands[i].sub);
+        known = 1;
+    }
+    if (known) return 2;
     fprintf(stderr, "reel: unknown command %s\n\n", cmd);
     usage(stderr);
     return 2;

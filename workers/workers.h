@@ -36,5 +36,7 @@ int cmd_mock_kafka(int argc, char **argv);
 int cmd_produce(int argc, char **argv);
 int cmd_consume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+/* `reel model push|list|rollback|remove|get`: the model registry (pipeline/models.h). */
+int cmd_model(int argc, char **argv);
 
 #endif
