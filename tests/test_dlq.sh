@@ -80,5 +80,26 @@ grep -q '"event":"record_dead_lettered"' "$WORK/worker.log" || fail "no log line
 cat "$WORK/events.jsonl" "$WORK/more.jsonl" >"$WORK/all.jsonl"
 diff <(expected_counts "$WORK/all.jsonl") <(actual_counts reel-count) >"$WORK/diff.txt" ||
     fail "counts differ: $(head "$WORK/diff.txt")"
-log "PASS: $ndlq bad records dead-lettered with reasons, 1500 good records counted exactly"
+# Replay: a dry run lists without producing; a replay filtered by reason
+# puts exactly those records back on viewing-events with their original
+# bytes and a reel.replayed.from header; run again, the same group replays
+# nothing (its offsets were committed after delivery).
+# shellcheck disable=SC2046
+"$REEL" dlq replay --topic viewing-events --reason trailing --dry-run --timeout-ms 3000 \
+    $(reel_opts) >"$WORK/dry.txt" 2>"$WORK/replay.err" || fail "dlq replay --dry-run failed"
+[ "$(wc -l <"$WORK/dry.txt")" = 1 ] || fail "dry run listed $(wc -l <"$WORK/dry.txt") records, want 1"
+before=$(kcat -C -b "$BOOTSTRAP" -t viewing-events -e -q -f '%o\n' | wc -l)
+# shellcheck disable=SC2046
+"$REEL" dlq replay --topic viewing-events --reason "schema id" --timeout-ms 3000 $(reel_opts) \
+    2>>"$WORK/replay.err" || fail "dlq replay failed"
+grep -q ', 2 replayed' "$WORK/replay.err" || fail "replay summary: $(tail -1 "$WORK/replay.err")"
+after=$(kcat -C -b "$BOOTSTRAP" -t viewing-events -e -q -f '%o\n' | wc -l)
+[ $((after - before)) = 2 ] || fail "replay added $((after - before)) records, want 2"
+kcat -C -b "$BOOTSTRAP" -t viewing-events -e -q -f '%h %s\n' | grep -a 'reel.replayed.from=viewing-events.dlq:' |
+    wc -l | grep -qx 2 || fail "replayed records lack reel.replayed.from"
+# shellcheck disable=SC2046
+"$REEL" dlq replay --topic viewing-events --reason "schema id" --timeout-ms 3000 $(reel_opts) \
+    2>>"$WORK/replay.err" || fail "second dlq replay failed"
+grep -q ', 0 replayed' "$WORK/replay.err" || fail "a second replay repeated records"
+log "PASS: $ndlq bad records dead-lettered with reasons, 1500 good records counted exactly, replay"
 jq -r '.headers["reel.error.reason"]' "$WORK/dlq.jsonl" | sort | uniq -c

@@ -28,11 +28,17 @@ typedef struct subcommand {
     int (*fn)(int argc, char **argv);
 } subcommand_t;
 
+/* clang-format off */
 static const subcommand_t subcommands[] = {
-    {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
-    {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
-    {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
+    {"produce", NULL, cmd_produce},
+    {"consume", NULL, cmd_consume},
+    {"mock-kafka", NULL, cmd_mock_kafka},
+    {"demo", NULL, cmd_demo},
+    {"model", NULL, cmd_model},
+    {"dlq", NULL, cmd_dlq},
+    {"eval", "recommend", cmd_eval_recommend},
 };
+/* clang-format on */
 
 config_t *cli_config(const cli_opts_t *opts) {
     char err[512];

@@ -38,5 +38,7 @@ int cmd_consume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 /* `reel model push|list|rollback|remove|get`: the model registry (pipeline/models.h). */
 int cmd_model(int argc, char **argv);
+/* `reel dlq replay --topic T`: dead-lettered records back to their topic. */
+int cmd_dlq(int argc, char **argv);
 
 #endif
