@@ -85,4 +85,21 @@ cmp -s "$WORK/m1.bin" "$WORK/m1.out" || fail "model get after rollback is not ve
 if "$REEL" model remove sentiment 1 -X redis.url="$REDIS_URL" 2>/dev/null; then
     fail "the current model version was removed"
 fi
+
+# reel health: exit 0 while a worker serves /healthz, 1 once it is gone.
+PORT=$((30000 + RANDOM % 20000))
+# shellcheck disable=SC2046
+"$REEL" run count $(reel_opts | sed 's/-X metrics.port=-1//') -X metrics.port=$PORT 2>"$WORK/health-worker.log" &
+HW=$!
+BG_PIDS+=("$HW")
+ok=0
+for _ in $(seq 1 100); do
+    if "$REEL" health --port "$PORT" >"$WORK/health.out" 2>&1; then ok=1; break; fi
+    sleep 0.1
+done
+[ $ok = 1 ] || fail "reel health never succeeded: $(cat "$WORK/health.out")"
+grep -q ' 200' "$WORK/health.out" || fail "reel health printed $(cat "$WORK/health.out")"
+kill -TERM "$HW"
+wait "$HW" || fail "worker exited with $? on SIGTERM"
+if "$REEL" health --port "$PORT" 2>/dev/null; then fail "reel health succeeded with no worker"; fi
 log "PASS: command-line contracts"

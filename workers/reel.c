@@ -36,6 +36,7 @@ static const subcommand_t subcommands[] = {
     {"demo", NULL, cmd_demo},
     {"model", NULL, cmd_model},
     {"dlq", NULL, cmd_dlq},
+    {"health", NULL, cmd_health},
     {"eval", "recommend", cmd_eval_recommend},
 };
 /* clang-format on */

@@ -40,5 +40,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 /* `reel dlq replay --topic T`: dead-lettered records back to their topic. */
 int cmd_dlq(int argc, char **argv);
+/* `reel health`: GET /healthz from a worker, for container healthchecks. */
+int cmd_health(int argc, char **argv);
 
 #endif
