@@ -5,7 +5,8 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config git ca-certificates
 librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libsndfile1-dev
-libmicrohttpd-dev libcmocka-dev libjansson-dev libjpeg-dev libpng-dev
+libmicrohttpd-dev libcmocka-dev libjansson-dev libjpeg-dev libpng-dev zlib1g-dev
+dataset-fashion-mnist espeak-ng
 libsamplerate0-dev clang libclang-rt-14-dev redis-server redis-tools kafkacat jq procps curl python3 python3-yaml"
 
 missing=""

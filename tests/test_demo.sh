@@ -1,14 +1,33 @@
 #!/bin/bash
 # `reel demo` (the README's first command) runs end to end on its embedded
-# cluster and private redis-server, reports nothing lost, and exits 0.
+# cluster and private redis-server: every worker built into the binary
+# trains its model into a fresh state folder, gets its sample data, runs to
+# the end and is summarized from its output topic; every broken record
+# reaches its dead-letter topic; the demo exits 0 and stops its
+# redis-server. A second run loads the cached models instead of training.
 source "$(dirname "$0")/lib.sh"
 
 cd "$REEL_SOURCE_DIR"
-"$REEL" demo --events 2000 >"$WORK/demo.out" 2>"$WORK/demo.err" ||
-    fail "reel demo exited $?: $(tail -5 "$WORK/demo.out")"
-grep -q '^OK: nothing lost, nothing counted twice' "$WORK/demo.out" || fail "no OK line"
-grep -q 'counted 2000 of 2000 events' "$WORK/demo.out" || fail "not every event counted"
-grep -q '3 records dead-lettered (3 broken records sent)' "$WORK/demo.out" || fail "DLQ summary"
+"$REEL" demo --state "$WORK/state" --events 2000 ${DEMO_ARGS:-} >"$WORK/demo.out" 2>"$WORK/demo.err" ||
+    fail "reel demo exited $?: $(tail -20 "$WORK/demo.out")"
+cat "$WORK/demo.out"
+grep -q '^OK: every worker ran to the end' "$WORK/demo.out" || fail "no OK line"
+grep -q 'viewing-events.dlq *3 records (3 broken ones sent)' "$WORK/demo.out" ||
+    fail "viewing-events DLQ summary"
+grep -q 'recommend: [1-9][0-9]* Recommendations records' "$WORK/demo.out" ||
+    fail "no recommendations read back"
+grep -Eq '^      1\. .*\((item_cf|user_cf|content|popular)' "$WORK/demo.out" ||
+    fail "no recommended title with its sources"
+if "$REEL" --help | grep -q '^  tag '; then
+    grep -q 'posters.dlq *2 records (2 broken' "$WORK/demo.out" || fail "posters DLQ summary"
+    grep -q 'truth .* -> ' "$WORK/demo.out" || fail "no poster tags beside the truth"
+fi
+if "$REEL" --help | grep -q '^  transcribe '; then
+    grep -q 'audio-clips.dlq *1 records' "$WORK/demo.out" || fail "audio-clips DLQ summary"
+fi
+if "$REEL" --help | grep -q '^  sentiment '; then
+    grep -q 'reviews.dlq *1 records' "$WORK/demo.out" || fail "reviews DLQ summary"
+fi
 # The demo stops the redis-server it started.
 if pgrep -f "reel-demo-redis" >/dev/null; then fail "the demo left its redis-server running"; fi
 log "PASS: reel demo"
