@@ -15,21 +15,22 @@
  *   hist:<u>        hash item -> packed rec_hist_t (40 bytes, see pack_hist)
  *   unorm           hash user -> double
  *   udot:<u>        hash user -> double
- *   utopk:<u>       zset member "%08x" user id (rec.h's tie rule)
+ *   utop:<u>        a user's neighbours: string of entries (uint32 user id,
+ *                   float32 score, both little-endian), best first
  *   istat:c, :n2    hash item -> double (one hash per statistic)
  *   pop             zset member "%08x" item id, score istat c
  *   pair:<f>        hash "<i>:<j>" (i < j) -> number, for the symmetric
  *                   fields f (c, d, rn, rd): each pair once, not per order
  *   pair:<f>:<i>    hash j -> double, for the row-specific fields (rs, rq)
  *   cons:<i>        hash user -> packed (double a, int64 t)
- *   itopk:<i>       zset member "%08x" item id
+ *   itop:<i>        an item's neighbours, as utop
  *   feat            hash item -> REC_FEAT_DIM float32 (host order)
  *   title           hash item -> title
  *   ids:<kind>      hash string id -> dense id (kind: item, user)
  *   ids:<kind>:rev  hash dense id -> string id
  *   ids:<kind>:next counter; ids are allocated outside the commit by a Lua
  *                   get-or-create (idempotent: a retried batch reuses them)
- * Numbers are decimal (%.17g for doubles); dense ids in hash fields are
+ * Numbers are decimal (%.17g for doubles, %.9g for float scores); dense ids in hash fields are
  * decimal, in zset members fixed-width hex.
  *
  * Reads go through a batch-scoped overlay: a rec_mem_t holds every key the
@@ -184,7 +185,9 @@ static kent_t *km_put(kmap_t *m, uint8_t kind, uint64_t key, int *created) {
     if (created) *created = 0;
     kent_t *found = km_find(m, kind, key);
     if (found) return found;
-    if ((m->n + 1) * 4 > m->cap * 3 && km_grow(m) < 0) return NULL;
+    /* At most half full: linear probing stays short, and lookups are most
+     * of a batch's CPU. */
+    if ((m->n + 1) * 2 > m->cap && km_grow(m) < 0) return NULL;
     uint32_t mask = m->cap - 1;
     for (uint32_t p = (uint32_t)mix64(key * 31 + kind) & mask;; p = (p + 1) & mask) {
         kent_t *e = &m->e[p];
@@ -286,12 +289,15 @@ static int idmap_add(idmap_t *m, const char *s, size_t len, uint32_t id) {
 
 typedef struct toprow {
     uint32_t row;
-    uint8_t user;   /* 0: itopk, 1: utopk */
-    uint8_t loaded; /* base read (or queued) */
+    uint8_t user;       /* 0: itopk, 1: utopk */
+    uint8_t loaded;     /* base read (or queued) */
+    uint8_t best_valid; /* best holds the current topk_read() result */
     int nbase;
     rec_scored_t *base;
     int32_t head; /* pending members, index into pend */
     int npend;
+    int nbest;
+    rec_scored_t *best; /* the best K of base and pending, sorted */
 } toprow_t;
 
 typedef struct pend {
@@ -347,6 +353,8 @@ typedef struct rstate {
     kmap_t km;
     toprow_t *rows;
     size_t nrows, caprows;
+    unsigned char *topbuf; /* a row's best entries and their packed form */
+    size_t captopbuf;
     pend_t *pend;
     size_t npend, cappend;
     fetch_t *fq;
@@ -431,6 +439,30 @@ static void set_arg_s(rstate_t *st, size_t k, const char *s) {
     set_arg(st, k, s, strlen(s));
 }
 
+/* Decimal digits of v at out (no NUL); returns their count. printf was a
+ * tenth of a batch's CPU, mostly for ids. */
+static size_t fmt_u32(char *out, uint32_t v) {
+    char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t k = 0; k < n; k++) out[k] = tmp[n - 1 - k];
+    return n;
+}
+
+/* "a" or "a:b" into out (at least 22 bytes), NUL-terminated. */
+static const char *fmt_ids(char *out, uint32_t a, const uint32_t *b) {
+    size_t n = fmt_u32(out, a);
+    if (b) {
+        out[n++] = ':';
+        n += fmt_u32(out + n, *b);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static void set_arg_num(rstate_t *st, size_t k, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void set_arg_num(rstate_t *st, size_t k, const char *fmt, ...) {
@@ -465,6 +497,31 @@ static void unpack_hist(const unsigned char *in, rec_hist_t *h) {
 
 /* ------------------------------------------------------------------ */
 /* Feature cache                                                       */
+
+/* Neighbour lists are strings of (uint32 id, float32 score) entries,
+ * little-endian, best first: one GET reads a row and one SET writes it.
+ * (Sorted sets cost Redis a parse of every stored score on each ordered
+ * insert, and ZADD of a changed row was most of the commit's time.) */
+#define TOP_ENTRY_BYTES 8
+
+static void pack_top(const rec_scored_t *e, unsigned char out[TOP_ENTRY_BYTES]) {
+    uint32_t bits;
+    memcpy(&bits, &e->score, 4);
+    for (int k = 0; k < 4; k++) {
+        out[k] = (unsigned char)(e->id >> (8 * k));
+        out[4 + k] = (unsigned char)(bits >> (8 * k));
+    }
+}
+
+static void unpack_top(const unsigned char *in, rec_scored_t *e) {
+    uint32_t id = 0, bits = 0;
+    for (int k = 0; k < 4; k++) {
+        id |= (uint32_t)in[k] << (8 * k);
+        bits |= (uint32_t)in[4 + k] << (8 * k);
+    }
+    e->id = id;
+    memcpy(&e->score, &bits, 4);
+}
 
 static int cat_set(rstate_t *st, uint32_t item, const float *f) {
     if (item >= st->cat_row_cap) {
@@ -633,13 +690,15 @@ static void q_fields(rstate_t *st, uint8_t kind, uint32_t a, const uint32_t *ids
     st->nfids = start + m;
     char key[512];
     set_arg_s(st, 0, "HMGET");
-    for (size_t k = 0; k < m; k++) set_arg_num(st, 2 + k, "%u", st->fids[start + k]);
+    for (size_t k = 0; k < m; k++)
+        set_arg_s(st, 2 + k, fmt_ids(st->num[2 + k], st->fids[start + k], NULL));
     if (kind == K_PAIR) {
         /* Symmetric fields: one hash per field, "<lo>:<hi>" fields. */
         unsigned pf = rec_config_fields(&st->cfg) & SYM_PF;
         for (size_t k = 0; k < m; k++) {
             uint32_t c = st->fids[start + k];
-            set_arg_num(st, 2 + k, "%u:%u", a < c ? a : c, a < c ? c : a);
+            uint32_t lo = a < c ? a : c, hi = a < c ? c : a;
+            set_arg_s(st, 2 + k, fmt_ids(st->num[2 + k], lo, &hi));
         }
         for (int fl = 0; fl < REC_PF_N; fl++) {
             if (!(pf & REC_PFM(fl))) continue;
@@ -695,12 +754,9 @@ static void q_topk(rstate_t *st, int user, uint32_t row) {
     r->loaded = 1;
     char key[512];
     if (args_room(st, 5) < 0) return fail(st, "out of memory");
-    set_arg_s(st, 0, "ZREVRANGE");
-    set_arg_s(st, 1, key_of(st, key, sizeof key, "%s:%u", user ? "utopk" : "itopk", row));
-    set_arg_s(st, 2, "0");
-    set_arg_s(st, 3, "-1");
-    set_arg_s(st, 4, "WITHSCORES");
-    if (append_cmd(st, 5) < 0) return;
+    set_arg_s(st, 0, "GET");
+    set_arg_s(st, 1, key_of(st, key, sizeof key, "%s:%u", user ? "utop" : "itop", row));
+    if (append_cmd(st, 2) < 0) return;
     fetch_t *f = fq_push(st, K_ROW, row, NULL, 0);
     if (f) {
         f->ncmd = 1;
@@ -836,17 +892,15 @@ static void fetch_apply(rstate_t *st, const fetch_t *f, redisReply **rep) {
         toprow_t *row = row_get(st, (int)f->off, f->a);
         redisReply *r = rep[0];
         if (!row) return fail(st, "out of memory");
-        size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+        size_t n = r->type == REDIS_REPLY_STRING ? r->len / TOP_ENTRY_BYTES : 0;
         free(row->base);
         row->base = n ? malloc(n * sizeof *row->base) : NULL;
         row->nbase = 0;
+        row->best_valid = 0;
         if (n && !row->base) return fail(st, "out of memory");
-        for (size_t k = 0; k < n; k++) {
-            redisReply *m = r->element[2 * k], *s = r->element[2 * k + 1];
-            if (m->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING) continue;
-            row->base[row->nbase].id = (uint32_t)strtoul(m->str, NULL, 16);
-            row->base[row->nbase++].score = (float)strtod(s->str, NULL);
-        }
+        for (size_t k = 0; k < n; k++)
+            unpack_top((const unsigned char *)r->str + k * TOP_ENTRY_BYTES,
+                       &row->base[row->nbase++]);
         break;
     }
     default: { /* pop: the most popular items' statistics */
@@ -962,12 +1016,18 @@ static int cmp_better(const void *a, const void *b) {
 }
 
 /* The best min(cap, K) of the row's base and the batch's latest scores:
- * what Redis holds after the commit's ZADD + ZREMRANGEBYRANK. */
+ * what Redis holds after the commit. Kept sorted in the row until a member
+ * changes, since a batch reads the same rows many times. */
 static int topk_read(rstate_t *st, int user, uint32_t row, rec_scored_t *out, int cap) {
     q_topk(st, user, row);
     if (flush(st) < 0) return 0;
     toprow_t *r = row_get(st, user, row);
     if (!r) return 0;
+    if (r->best_valid) {
+        int n = r->nbest < cap ? r->nbest : cap;
+        memcpy(out, r->best, (size_t)n * sizeof *out);
+        return n;
+    }
     size_t n = 0;
     if (grow((void **)&st->scratch, &st->capscratch, (size_t)r->nbase + r->npend + 1,
              sizeof *st->scratch) < 0)
@@ -982,8 +1042,17 @@ static int topk_read(rstate_t *st, int user, uint32_t row, rec_scored_t *out, in
     qsort(st->scratch, n, sizeof *st->scratch, cmp_better);
     int k = user ? st->cfg.user_k : st->cfg.item_k;
     if ((int)n > k) n = (size_t)k;
+    rec_scored_t *best = realloc(r->best, (n + 1) * sizeof *best);
+    if (!best) {
+        fail(st, "out of memory");
+        return 0;
+    }
+    memcpy(best, st->scratch, n * sizeof *best);
+    r->best = best;
+    r->nbest = (int)n;
+    r->best_valid = 1;
     if ((int)n > cap) n = (size_t)cap;
-    memcpy(out, st->scratch, n * sizeof *out);
+    memcpy(out, best, n * sizeof *out);
     return (int)n;
 }
 
@@ -1052,6 +1121,7 @@ static int topk_set(rstate_t *st, int user, uint32_t row, uint32_t member, float
         e->i = (int64_t)st->npend++;
     }
     st->pend[e->i].score = score;
+    r->best_valid = 0;
     return 0;
 oom:
     fail(st, "out of memory");
@@ -1136,12 +1206,6 @@ oom:
     return -1;
 }
 
-static int in_base(const toprow_t *row, uint32_t id) {
-    for (int k = 0; k < row->nbase; k++)
-        if (row->base[k].id == id) return 1;
-    return 0;
-}
-
 /* Counts without decay are whole numbers: HINCRBY (cheaper than
  * HINCRBYFLOAT) with the integer in val; else HINCRBYFLOAT with val as is.
  * Such a field only ever receives whole numbers, so it always holds one. */
@@ -1165,17 +1229,17 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
             int f = e->kind - K_AGG_PAIR;
             if (REC_PFM(f) & SYM_PF) {
                 key_of(st, key, sizeof key, "pair:%s", pf_names[f]);
-                snprintf(field, sizeof field, "%u:%u", a, c);
+                fmt_ids(field, a, &c);
             } else {
                 key_of(st, key, sizeof key, "pair:%s:%u", pf_names[f], a);
-                snprintf(field, sizeof field, "%u", c);
+                fmt_ids(field, c, NULL);
             }
             rc = store_batch_addv(b, 4, f == REC_PF_C ? incr_cmd(st, e->v, val) : "HINCRBYFLOAT",
                                   key, field, val);
         } else if (e->kind < K_AGG_UNORM) {
             int f = e->kind - K_AGG_IS;
             key_of(st, key, sizeof key, "istat:%s", f == REC_IS_C ? "c" : "n2");
-            snprintf(field, sizeof field, "%u", c);
+            fmt_ids(field, c, NULL);
             rc = store_batch_addv(b, 4, f == REC_IS_C ? incr_cmd(st, e->v, val) : "HINCRBYFLOAT",
                                   key, field, val);
             if (rc == 0 && f == REC_IS_C) {
@@ -1184,62 +1248,39 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
                     store_batch_addv(b, 4, "ZINCRBY", key_of(st, key, sizeof key, "pop"), val, mem);
             }
         } else if (e->kind == K_AGG_UNORM) {
-            snprintf(field, sizeof field, "%u", c);
+            fmt_ids(field, c, NULL);
             rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key_of(st, key, sizeof key, "unorm"), field,
                                   val);
         } else {
-            snprintf(field, sizeof field, "%u", c);
+            fmt_ids(field, c, NULL);
             rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key_of(st, key, sizeof key, "udot:%u", a),
                                   field, val);
         }
         if (rc < 0) goto oom;
     }
+    /* Each changed row is written whole: its base first, in one round
+     * trip for the rows not read yet. */
+    for (size_t r = 0; r < st->nrows; r++)
+        if (st->rows[r].npend > 0 && !st->rows[r].loaded)
+            q_topk(st, st->rows[r].user, st->rows[r].row);
+    if (flush(st) < 0) return -1;
     for (size_t r = 0; r < st->nrows; r++) {
         const toprow_t *row = &st->rows[r];
         if (row->npend == 0) continue;
-        /* With the base known, only members that end in the best K, or
-         * that Redis holds and must lose, need writing: the others would be
-         * dropped at once by the ZREMRANGEBYRANK. */
-        float cut = -INFINITY;
-        uint32_t cut_id = 0;
-        int filter = 0;
-        if (row->loaded) {
-            int kk = row->user ? st->cfg.user_k : st->cfg.item_k;
-            rec_scored_t *best = malloc(((size_t)kk + 1) * sizeof *best);
-            if (!best) goto oom;
-            int nb = topk_read(st, row->user, row->row, best, kk);
-            if (st->failed) {
-                free(best);
-                return -1;
-            }
-            if (nb >= kk) {
-                filter = 1;
-                cut = best[nb - 1].score;
-                cut_id = best[nb - 1].id;
-            }
-            free(best);
-            row = &st->rows[r];
-        }
-        if (args_room(st, 2 + 2 * (size_t)row->npend) < 0) goto oom;
-        set_arg_s(st, 0, "ZADD");
-        set_arg_s(st, 1,
-                  key_of(st, key, sizeof key, "%s:%u", row->user ? "utopk" : "itopk", row->row));
-        size_t k = 2;
-        for (int32_t p = row->head; p >= 0; p = st->pend[p].next) {
-            if (filter) {
-                rec_scored_t m = {.id = st->pend[p].member, .score = st->pend[p].score},
-                             c = {.id = cut_id, .score = cut};
-                if (!better(&m, &c) && !(m.id == c.id) && !in_base(row, m.id)) continue;
-            }
-            /* The float score exactly, so that ties read back as ties. */
-            set_arg_num(st, k, "%.17g", (double)st->pend[p].score);
-            set_arg_num(st, k + 1, "%08x", st->pend[p].member);
-            k += 2;
-        }
-        if (k == 2) continue; /* nothing to write: Redis already holds the result */
-        if (store_batch_add(b, (int)k, st->av, st->al) < 0) goto oom;
-        snprintf(val, sizeof val, "%d", -((row->user ? st->cfg.user_k : st->cfg.item_k) + 1));
-        if (store_batch_addv(b, 4, "ZREMRANGEBYRANK", key, "0", val) < 0) goto oom;
+        int kk = row->user ? st->cfg.user_k : st->cfg.item_k;
+        if (grow((void **)&st->topbuf, &st->captopbuf,
+                 ((size_t)kk + 1) * (TOP_ENTRY_BYTES + sizeof(rec_scored_t)), 1) < 0)
+            goto oom;
+        rec_scored_t *best = (rec_scored_t *)(void *)st->topbuf;
+        unsigned char *blob = st->topbuf + ((size_t)kk + 1) * sizeof *best;
+        int nb = topk_read(st, row->user, row->row, best, kk);
+        if (st->failed) return -1;
+        row = &st->rows[r];
+        for (int k = 0; k < nb; k++) pack_top(&best[k], blob + (size_t)k * TOP_ENTRY_BYTES);
+        key_of(st, key, sizeof key, "%s:%u", row->user ? "utop" : "itop", row->row);
+        const char *argv[3] = {"SET", key, (const char *)blob};
+        size_t argl[3] = {3, strlen(key), (size_t)nb * TOP_ENTRY_BYTES};
+        if (store_batch_add(b, 3, argv, argl) < 0) goto oom;
     }
     return 0;
 oom:
@@ -1450,7 +1491,10 @@ static int overlay_begin(rstate_t *st, rt_ctx_t *ctx, char *errstr, size_t n) {
     }
     st->mr = rec_mem_reader(st->mem);
     km_reset(&st->km);
-    for (size_t r = 0; r < st->nrows; r++) free(st->rows[r].base);
+    for (size_t r = 0; r < st->nrows; r++) {
+        free(st->rows[r].base);
+        free(st->rows[r].best);
+    }
     st->nrows = st->npend = st->nfq = st->fq_done = st->nfids = 0;
     st->pop_loaded = 0;
     st->failed = 0;
@@ -1752,7 +1796,11 @@ static void recommend_destroy(void *opaque) {
     free(st->cat_row);
     rec_mem_destroy(st->mem);
     free(st->km.e);
-    for (size_t r = 0; r < st->nrows; r++) free(st->rows[r].base);
+    for (size_t r = 0; r < st->nrows; r++) {
+        free(st->rows[r].base);
+        free(st->rows[r].best);
+    }
+    free(st->topbuf);
     free(st->rows);
     free(st->pend);
     free(st->fq);
