@@ -25,7 +25,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,6 +42,7 @@
 #include "pipeline/models.h"
 #include "pipeline/store.h"
 #include "workers/demo_data.h"
+#include "workers/services.h"
 #include "workers/workers.h"
 
 typedef struct demo_opts {
@@ -59,76 +59,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* ---- a private redis-server ---- */
-
-typedef struct demo_redis {
-    pid_t pid;
-    char dir[PATH_MAX];
-    char url[PATH_MAX + 16];
-} demo_redis_t;
-
-static int redis_start(demo_redis_t *r, char *errstr, size_t errstr_size) {
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(r->dir, sizeof r->dir, "%s/reel-demo-redis.XXXXXX", tmp);
-    if (!mkdtemp(r->dir)) {
-        snprintf(errstr, errstr_size, "mkdtemp %s: %s", r->dir, strerror(errno));
-        return -1;
-    }
-    char sock[PATH_MAX + 16], logf[PATH_MAX + 16];
-    snprintf(sock, sizeof sock, "%s/redis.sock", r->dir);
-    snprintf(logf, sizeof logf, "%s/redis.log", r->dir);
-    snprintf(r->url, sizeof r->url, "unix://%s", sock);
-    r->pid = fork();
-    if (r->pid < 0) {
-        snprintf(errstr, errstr_size, "fork: %s", strerror(errno));
-        return -1;
-    }
-    if (r->pid == 0) {
-        FILE *f = freopen(logf, "a", stdout);
-        (void)f;
-        dup2(1, 2);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock,
-               "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly", "no",
-               (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        store_t *s = store_new(r->url, errstr, errstr_size);
-        if (s) {
-            store_destroy(s);
-            return 0;
-        }
-        int st;
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
-            r->pid = 0;
-            snprintf(errstr, errstr_size,
-                     "redis-server exited at once (is it installed? scripts/install-deps.sh)");
-            return -1;
-        }
-        usleep(100000);
-    }
-    snprintf(errstr, errstr_size, "redis-server did not answer within 10 s");
-    return -1;
-}
-
-static void redis_stop(demo_redis_t *r) {
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        waitpid(r->pid, NULL, 0);
-        r->pid = 0;
-    }
-    if (r->dir[0]) {
-        char path[PATH_MAX + 32];
-        const char *files[] = {"redis.sock", "redis.log", "dump.rdb"};
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-            snprintf(path, sizeof path, "%s/%s", r->dir, files[i]);
-            unlink(path);
-        }
-        rmdir(r->dir);
-        r->dir[0] = 0;
-    }
 }
 
 /* ---- the workers and what they need ---- */
@@ -640,66 +570,15 @@ static void prepare_model(demo_t *d, demo_worker_t *w, char *const train_args[],
 
 /* ---- reading outputs ---- */
 
-typedef void (*record_fn)(demo_t *d, json_t *value, rd_kafka_message_t *m, void *opaque);
+/* What the summary callbacks get. */
+typedef struct summary_ctx {
+    demo_t *d;
+    void *tally;
+} summary_ctx_t;
 
-/* Reads topic from the beginning to its end; decodes each record (unless
- * it is a DLQ topic) and calls fn. Returns the number of records. */
-static long read_topic(demo_t *d, const char *topic, record_fn fn, void *opaque) {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, err, sizeof err);
-    rd_kafka_conf_set(conf, "group.id", "reel-demo-reader", err, sizeof err);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    if (!rk) return -1;
-    rd_kafka_poll_set_consumer(rk);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    size_t tl = strlen(topic);
-    int dlq = tl > 4 && strcmp(topic + tl - 4, ".dlq") == 0;
-    long n = 0;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1) {
-        int parts = md->topics[0].partition_cnt, eofs = 0;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
-        for (int i = 0; i < parts; i++)
-            rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id)->offset =
-                RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_assign(rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
-        double deadline = now_s() + 30;
-        while (eofs < parts && now_s() < deadline) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-            if (!m) continue;
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                eofs++;
-            } else if (!m->err) {
-                n++;
-                json_t *value = NULL;
-                int32_t id;
-                const codec_schema_t *s;
-                avro_value_t v;
-                if (!dlq && codec_peek_id(m->payload, m->len, &id, err, sizeof err) == 0 &&
-                    (s = codec_by_id(d->codec, id)) &&
-                    codec_value_new(s, &v, err, sizeof err) == 0) {
-                    if (codec_decode(d->codec, s, m->payload, m->len, &v, err, sizeof err) == 0) {
-                        char *text = codec_value_to_json(&v);
-                        if (text) value = json_loads(text, 0, NULL);
-                        free(text);
-                    }
-                    avro_value_decref(&v);
-                }
-                if (fn) fn(d, value, m, opaque);
-                json_decref(value);
-            }
-            rd_kafka_message_destroy(m);
-        }
-    }
-    if (md) rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return n;
+static long read_topic(demo_t *d, const char *topic, svc_record_fn fn, void *tally) {
+    summary_ctx_t c = {d, tally};
+    return svc_read_topic(d->bootstrap, d->codec, topic, fn, &c);
 }
 
 static long index_of(const char *id, const char *prefix) {
@@ -721,7 +600,9 @@ typedef struct rec_seen {
     int n;
 } rec_seen_t;
 
-static void on_recommendation(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opaque) {
+static void on_recommendation(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    demo_t *d = ((summary_ctx_t *)opaque)->d;
+    opaque = ((summary_ctx_t *)opaque)->tally;
     (void)d;
     (void)m;
     rec_seen_t *r = opaque;
@@ -745,7 +626,9 @@ typedef struct tally {
     int shown;
 } tally_t;
 
-static void on_poster_tags(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opaque) {
+static void on_poster_tags(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    demo_t *d = ((summary_ctx_t *)opaque)->d;
+    opaque = ((summary_ctx_t *)opaque)->tally;
     (void)m;
     tally_t *t = opaque;
     long i = v ? index_of(jstr(v, "poster_id"), "poster-") : -1;
@@ -781,7 +664,9 @@ static int digit_of(const char *text) {
     return strlen(text) == 1 && text[0] >= '0' && text[0] <= '9' ? text[0] - '0' : -1;
 }
 
-static void on_transcript(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opaque) {
+static void on_transcript(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    demo_t *d = ((summary_ctx_t *)opaque)->d;
+    opaque = ((summary_ctx_t *)opaque)->tally;
     (void)m;
     tally_t *t = opaque;
     long i = v ? index_of(jstr(v, "clip_id"), "clip-") : -1;
@@ -798,7 +683,9 @@ static void on_transcript(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opa
                right ? "" : "  (wrong)");
 }
 
-static void on_sentiment(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opaque) {
+static void on_sentiment(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    demo_t *d = ((summary_ctx_t *)opaque)->d;
+    opaque = ((summary_ctx_t *)opaque)->tally;
     (void)m;
     tally_t *t = opaque;
     long i = v ? index_of(jstr(v, "review_id"), "review-") : -1;
@@ -818,7 +705,9 @@ typedef struct dlq_tally {
     int counts[8], n;
 } dlq_tally_t;
 
-static void on_dlq(demo_t *d, json_t *v, rd_kafka_message_t *m, void *opaque) {
+static void on_dlq(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    demo_t *d = ((summary_ctx_t *)opaque)->d;
+    opaque = ((summary_ctx_t *)opaque)->tally;
     (void)d;
     (void)v;
     dlq_tally_t *t = opaque;
@@ -966,9 +855,8 @@ int cmd_demo(int argc, char **argv) {
 
     int status = 1;
     char err[512], path[PATH_MAX], path2[PATH_MAX];
-    rd_kafka_t *mock_rk = NULL;
-    rd_kafka_mock_cluster_t *mc = NULL;
-    demo_redis_t redis = {0};
+    svc_kafka_t kafka = {0};
+    svc_redis_t redis = {0};
     config_t *config = NULL;
     char **pos = NULL, **neg = NULL;
     int npos = 0, nneg = 0;
@@ -993,30 +881,20 @@ int cmd_demo(int argc, char **argv) {
     if (d.o.bootstrap) {
         snprintf(d.bootstrap, sizeof d.bootstrap, "%s", d.o.bootstrap);
     } else {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-        mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        if (mock_rk) mc = rd_kafka_mock_cluster_new(mock_rk, 3);
-        if (!mc) {
+        static const char *const topics[] = {
+            "viewing-events",  "items",       "posters",     "audio-clips",      "reviews",
+            "recommendations", "poster-tags", "transcripts", "review-sentiment", NULL};
+        if (svc_kafka_start(&kafka, topics, 4, err, sizeof err) < 0) {
             fprintf(stderr, "reel demo: cannot start the embedded Kafka cluster: %s\n", err);
             goto done;
         }
-        const char *topics[] = {"viewing-events", "items",       "posters",
-                                "audio-clips",    "reviews",     "recommendations",
-                                "poster-tags",    "transcripts", "review-sentiment"};
-        for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-            char dlq[64];
-            snprintf(dlq, sizeof dlq, "%s.dlq", topics[i]);
-            rd_kafka_mock_topic_create(mc, topics[i], 4, 3);
-            rd_kafka_mock_topic_create(mc, dlq, 4, 3);
-        }
-        snprintf(d.bootstrap, sizeof d.bootstrap, "%s", rd_kafka_mock_cluster_bootstraps(mc));
+        snprintf(d.bootstrap, sizeof d.bootstrap, "%s", kafka.bootstrap);
     }
     printf("[1/5] kafka: %s (%s)\n", d.bootstrap,
            d.o.bootstrap ? "given" : "embedded mock cluster");
     const char *redis_url = d.o.redis_url;
     if (!redis_url) {
-        if (redis_start(&redis, err, sizeof err) < 0) {
+        if (svc_redis_start(&redis, err, sizeof err) < 0) {
             fprintf(stderr, "reel demo: %s\n", err);
             goto done;
         }
@@ -1322,8 +1200,7 @@ done:
     if (d.codec) codec_destroy(d.codec);
     if (d.store) store_destroy(d.store);
     if (config) config_destroy(config);
-    redis_stop(&redis);
-    if (mc) rd_kafka_mock_cluster_destroy(mc);
-    if (mock_rk) rd_kafka_destroy(mock_rk);
+    svc_redis_stop(&redis);
+    svc_kafka_stop(&kafka);
     return status;
 }
