@@ -44,6 +44,9 @@ void rt_stop(void) {
 int rt_stopping(void) {
     return rt_stop_flag != 0;
 }
+void rt_stop_reset(void) {
+    rt_stop_flag = 0;
+}
 
 static void rt_on_signal(int sig) {
     (void)sig;

@@ -130,6 +130,9 @@ void rt_stop(void);
 /* Installs SIGINT/SIGTERM handlers that call rt_stop(). */
 void rt_install_signal_handlers(void);
 int rt_stopping(void);
+/* Clears a stop request, so that a command can call rt_run() again after
+ * stopping it (not while it runs). */
+void rt_stop_reset(void);
 
 /* Builds librdkafka configuration from every "kafka.*" key (prefix
  * stripped) plus role-specific "kafka.consumer.*" / "kafka.producer.*".

@@ -5,6 +5,9 @@
 #include "workers/eval.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,11 @@
 #include <time.h>
 
 #include "kernels/rec.h"
+#include "pipeline/codec.h"
+#include "pipeline/log.h"
+#include "pipeline/runtime.h"
+#include "workers/services.h"
+#include "workers/workers.h"
 
 typedef struct rating {
     uint32_t user, item;
@@ -260,6 +268,337 @@ static const struct {
              {"hybrid", REC_SRC_ALL}};
 #define N_ALGOS 5
 
+/* ---- --via-kafka ---------------------------------------------------- */
+
+/* The training part goes through a cluster and the recommend worker, once
+ * per algorithm (a group of its own, the blend weights selecting the one
+ * source); each test user is scored on the last Recommendations the worker
+ * published for them: what the user would have been shown at the end of
+ * the replay. Unlike the in-process run, a user's list was computed when
+ * their own last event arrived, not after everyone's. */
+
+typedef struct vk_run {
+    const worker_def_t *def;
+    config_t *config;
+    int rc;
+    char err[512];
+} vk_run_t;
+
+static void *vk_thread(void *arg) {
+    vk_run_t *r = arg;
+    const worker_def_t *defs[1] = {r->def};
+    r->rc = rt_run(defs, 1, r->config, r->err, sizeof r->err);
+    return NULL;
+}
+
+typedef struct vk_latest {
+    const rec_dict_t *users, *items;
+    uint32_t (*list)[64]; /* per user: the latest list, dense item ids */
+    int *len;
+    int k;
+} vk_latest_t;
+
+static void vk_on_recommendation(json_t *v, const rd_kafka_message_t *m, void *opaque) {
+    (void)m;
+    vk_latest_t *l = opaque;
+    json_t *user = v ? json_object_get(v, "user_id") : NULL;
+    if (!json_is_string(user)) return;
+    const char *name = json_string_value(user);
+    uint32_t u = rec_dict_find(l->users, name, strlen(name));
+    if (u == UINT32_MAX) return;
+    size_t i;
+    json_t *it;
+    int n = 0;
+    json_array_foreach(json_object_get(v, "items"), i, it) {
+        json_t *id = json_object_get(it, "item_id");
+        if (!json_is_string(id) || n >= l->k) continue;
+        const char *s = json_string_value(id);
+        uint32_t x = rec_dict_find(l->items, s, strlen(s));
+        if (x != UINT32_MAX) l->list[u][n++] = x;
+    }
+    l->len[u] = n;
+}
+
+static long long vk_applied(store_t *st, const char *group, const char *topic) {
+    char key[256], suffix[160], err[256];
+    snprintf(suffix, sizeof suffix, "offsets:%s", topic);
+    rt_key_for(group, suffix, key, sizeof key);
+    redisReply *r = store_command(st, err, sizeof err, "HVALS %s", key);
+    long long sum = 0;
+    if (!r) return -1;
+    for (size_t i = 0; i < r->elements; i++) sum += atoll(r->element[i]->str);
+    freeReplyObject(r);
+    return sum;
+}
+
+/* Produces the catalogue (movies.csv) as Items; returns the count or -1. */
+static long vk_produce_items(rd_kafka_t *rk, codec_t *codec, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "reel eval: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    const codec_schema_t *s = codec_by_topic(codec, "items");
+    avro_value_t v;
+    char err[512];
+    codec_buf_t buf = {0};
+    if (codec_value_new(s, &v, err, sizeof err) < 0) {
+        fclose(f);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    long n = 0, lineno = 0;
+    while (getline(&line, &cap, f) > 0) {
+        char *fl[3];
+        chomp(line);
+        if (++lineno == 1 && strncmp(line, "movieId", 7) == 0) continue;
+        if (strchr(line, '|') && (!strchr(line, ',') || strchr(line, '|') < strchr(line, ','))) {
+            fprintf(stderr, "reel eval: --via-kafka reads movies.csv items, not u.item\n");
+            break;
+        }
+        if (split_fields(line, ',', 1, fl, 3) < 3) continue;
+        json_t *o = json_object(), *g = json_array();
+        for (char *t = strtok(fl[2], "|"); t; t = strtok(NULL, "|"))
+            if (strcmp(t, "(no genres listed)") != 0) json_array_append_new(g, json_string(t));
+        json_object_set_new(o, "item_id", json_string(fl[0]));
+        json_object_set_new(o, "title", json_string(fl[1]));
+        json_object_set_new(o, "genres", g);
+        json_object_set_new(o, "tags", json_array());
+        json_object_set_new(o, "year", json_integer(year_of_title(fl[1])));
+        json_object_set_new(o, "ts", json_integer(0));
+        char *text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        buf.len = 0;
+        if (!text || codec_value_from_json(s, text, strlen(text), &v, err, sizeof err) < 0 ||
+            codec_encode(codec, s, &v, &buf, err, sizeof err) < 0) {
+            free(text);
+            continue;
+        }
+        free(text);
+        while (rd_kafka_producev(
+                   rk, RD_KAFKA_V_TOPIC("items"), RD_KAFKA_V_KEY(fl[0], strlen(fl[0])),
+                   RD_KAFKA_V_VALUE(buf.data, buf.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        n++;
+    }
+    free(line);
+    fclose(f);
+    codec_buf_free(&buf);
+    avro_value_decref(&v);
+    return n;
+}
+
+static int via_kafka(data_t *d, const rec_config_t *cfg, unsigned want, int k, double min_rating,
+                     const char *items, const char *bootstrap, const char *redis_url) {
+    int rc = 1;
+    char err[512];
+    svc_kafka_t kafka = {0};
+    svc_redis_t redis = {0};
+    codec_t *codec = NULL;
+    store_t *st = NULL;
+    rd_kafka_t *rk = NULL;
+    uint32_t nu = rec_dict_size(d->users), ni = rec_dict_size(d->items);
+    vk_latest_t latest = {d->users, d->items, calloc(nu, sizeof *latest.list),
+                          calloc(nu, sizeof *latest.len), k < 64 ? k : 64};
+    uint8_t *ex = calloc(ni, 1), *recd = calloc(ni, 1);
+    uint32_t *rel = malloc((d->n + 1) * sizeof *rel), ranked[64];
+    if (!latest.list || !latest.len || !ex || !recd || !rel) goto oom;
+    log_set_level(LOG_ERROR);
+    if (!bootstrap) {
+        static const char *const topics[] = {"viewing-events", "items", "recommendations", NULL};
+        if (svc_kafka_start(&kafka, topics, 4, err, sizeof err) < 0) goto fail;
+        bootstrap = kafka.bootstrap;
+    }
+    if (!redis_url) {
+        if (svc_redis_start(&redis, err, sizeof err) < 0) goto fail;
+        redis_url = redis.url;
+    }
+    fprintf(stderr, "reel eval: via kafka %s and redis %s\n", bootstrap, redis_url);
+    codec = codec_new(err, sizeof err);
+    st = codec ? store_new(redis_url, err, sizeof err) : NULL;
+    if (!st) goto fail;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err);
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
+    rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof err);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) goto fail;
+    long nitems = items ? vk_produce_items(rk, codec, items) : 0;
+    if (nitems < 0) goto done;
+    /* The training ratings, in timestamp order (d->r is sorted so). */
+    const codec_schema_t *es = codec_by_topic(codec, "viewing-events");
+    avro_value_t v;
+    codec_buf_t buf = {0};
+    if (codec_value_new(es, &v, err, sizeof err) < 0) goto fail;
+    long ntrain = 0;
+    for (size_t x = 0; x < d->n; x++) {
+        const rating_t *r = &d->r[x];
+        if (r->test) continue;
+        char json[512];
+        const char *user = rec_dict_name(d->users, r->user);
+        snprintf(json, sizeof json,
+                 "{\"event_id\":\"r%u\",\"user_id\":\"%s\",\"item_id\":\"%s\",\"type\":"
+                 "\"rating\",\"ts\":%lld,\"rating\":%.1f}",
+                 r->idx, user, rec_dict_name(d->items, r->item), (long long)r->ts * 1000,
+                 (double)r->rating);
+        buf.len = 0;
+        if (codec_value_from_json(es, json, strlen(json), &v, err, sizeof err) < 0 ||
+            codec_encode(codec, es, &v, &buf, err, sizeof err) < 0) {
+            fprintf(stderr, "reel eval: rating %u: %s\n", r->idx, err);
+            continue;
+        }
+        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("viewing-events"),
+                                 RD_KAFKA_V_KEY((void *)user, strlen(user)),
+                                 RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        ntrain++;
+    }
+    avro_value_decref(&v);
+    codec_buf_free(&buf);
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, sizeof err, "producing the training events timed out");
+        goto fail;
+    }
+    fprintf(stderr, "reel eval: produced %ld training events and %ld items\n", ntrain, nitems);
+
+    qsort(d->r, d->n, sizeof *d->r, cmp_user_ts);
+    for (int x = 0; x < N_ALGOS; x++) {
+        if (!(want & (1u << x))) continue;
+        static const char *const sources[4] = {"item_cf", "user_cf", "content", "popular"};
+        char group[96], weights[160], num[64];
+        snprintf(group, sizeof group, "reel-eval-%ld-%s", (long)getpid(), algos[x].name);
+        if (strcmp(algos[x].name, "hybrid") == 0)
+            snprintf(weights, sizeof weights, "item_cf=%g,user_cf=%g,content=%g,popular=%g",
+                     cfg->src_weight[0], cfg->src_weight[1], cfg->src_weight[2],
+                     cfg->src_weight[3]);
+        else
+            for (int s = 0, o = 0; s < 4; s++)
+                o += snprintf(weights + o, sizeof weights - (size_t)o, "%s%s=%d", s ? "," : "",
+                              sources[s], strcmp(sources[s], algos[x].name) == 0);
+        config_t *c = config_new();
+        config_set(c, "kafka.bootstrap.servers", bootstrap);
+        config_set(c, "redis.url", redis_url);
+        config_set(c, "group.id", group);
+        config_set(c, "metrics.port", "-1");
+        config_set(c, "recommend.weights", weights);
+        config_set(c, "recommend.similarity", rec_sim_name(cfg->sim));
+        snprintf(num, sizeof num, "%d", k);
+        config_set(c, "recommend.top.n", num);
+        snprintf(num, sizeof num, "%d", cfg->hist_cap);
+        config_set(c, "recommend.history.cap", num);
+        snprintf(num, sizeof num, "%d", cfg->item_k);
+        config_set(c, "recommend.item.k", num);
+        snprintf(num, sizeof num, "%d", cfg->user_k);
+        config_set(c, "recommend.user.k", num);
+        snprintf(num, sizeof num, "%d", cfg->cons_cap);
+        config_set(c, "recommend.consumers.cap", num);
+        snprintf(num, sizeof num, "%g", cfg->half_life_ms / 86400e3);
+        config_set(c, "recommend.half.life.days", num);
+        config_apply_defaults(c, rt_config_keys);
+        config_apply_defaults(c, recommend_worker.config);
+        char wgroup[160];
+        snprintf(wgroup, sizeof wgroup, "%s-recommend", group);
+        vk_run_t run = {&recommend_worker, c, 0, ""};
+        pthread_t tid;
+        double t0 = now_s(), t_last = t0;
+        if (pthread_create(&tid, NULL, vk_thread, &run) != 0) {
+            config_destroy(c);
+            goto oom;
+        }
+        long long got = 0;
+        while (!rt_stopping()) {
+            got = vk_applied(st, wgroup, "viewing-events");
+            long long gi = vk_applied(st, wgroup, "items");
+            if (got >= ntrain && gi >= nitems) break;
+            if (now_s() - t_last > 5) {
+                fprintf(stderr, "reel eval: %s: %lld of %ld events applied (%.0f/s)\n",
+                        algos[x].name, got, ntrain, (double)got / (now_s() - t0));
+                t_last = now_s();
+            }
+            usleep(200000);
+        }
+        double secs = now_s() - t0;
+        int interrupted = rt_stopping();
+        rt_stop();
+        pthread_join(tid, NULL);
+        if (interrupted) {
+            config_destroy(c);
+            snprintf(err, sizeof err, "interrupted");
+            goto fail;
+        }
+        rt_stop_reset();
+        config_destroy(c);
+        if (run.rc < 0) {
+            snprintf(err, sizeof err, "the recommend worker failed: %s", run.err);
+            goto fail;
+        }
+        memset(latest.len, 0, nu * sizeof *latest.len);
+        svc_read_topic(bootstrap, codec, "recommendations", vk_on_recommendation, &latest);
+        rec_metrics_t sum = {0};
+        size_t nusers = 0, ncovered = 0;
+        memset(recd, 0, ni);
+        for (size_t a = 0; a < d->n;) {
+            size_t b = a;
+            int nrel = 0;
+            while (b < d->n && d->r[b].user == d->r[a].user) b++;
+            for (size_t y = a; y < b; y++)
+                if (d->r[y].test && d->r[y].rating >= min_rating) rel[nrel++] = d->r[y].item;
+            if (nrel > 0) {
+                uint32_t u = d->r[a].user;
+                qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
+                for (int y = 0; y < latest.k; y++) {
+                    ranked[y] = y < latest.len[u] ? latest.list[u][y] : UINT32_MAX;
+                    if (y < latest.len[u] && !recd[ranked[y]]) {
+                        recd[ranked[y]] = 1;
+                        ncovered++;
+                    }
+                }
+                rec_metrics_t m;
+                rec_metrics_user(ranked, latest.k, rel, nrel, &m);
+                sum.precision += m.precision;
+                sum.recall += m.recall;
+                sum.ndcg += m.ndcg;
+                sum.map += m.map;
+                sum.hit += m.hit;
+                nusers++;
+            }
+            a = b;
+        }
+        double nn = nusers ? (double)nusers : 1.0;
+        fprintf(stderr, "reel eval: %s via kafka: %lld events in %.1f s, %zu test users\n",
+                algos[x].name, got, secs, nusers);
+        printf("{\"algo\":\"%s\",\"via\":\"kafka\",\"precision@%d\":%.6f,\"recall@%d\":%.6f,"
+               "\"ndcg@%d\":%.6f,\"map@%d\":%.6f,\"hit_rate@%d\":%.6f,\"coverage\":%.6f,"
+               "\"events_per_sec\":%.0f}\n",
+               algos[x].name, latest.k, sum.precision / nn, latest.k, sum.recall / nn, latest.k,
+               sum.ndcg / nn, latest.k, sum.map / nn, latest.k, sum.hit / nn, (double)ncovered / ni,
+               secs > 0 ? (double)got / secs : 0.0);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, sizeof err, "out of memory");
+fail:
+    fprintf(stderr, "reel eval: --via-kafka: %s\n", err);
+done:
+    if (rk) rd_kafka_destroy(rk);
+    if (st) store_destroy(st);
+    if (codec) codec_destroy(codec);
+    svc_redis_stop(&redis);
+    svc_kafka_stop(&kafka);
+    free(latest.list);
+    free(latest.len);
+    free(ex);
+    free(recd);
+    free(rel);
+    return rc;
+}
+
 static void usage(FILE *o) {
     fprintf(o,
             "usage: reel eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
@@ -268,15 +607,21 @@ static void usage(FILE *o) {
             "         [--item-score-k K] [--user-k K] [--hist-cap N] [--cons-cap N] "
             "[--half-life-days D]\n"
             "         [--weights ITEM,USER,CONTENT,POPULAR]\n"
+            "         [--via-kafka [--bootstrap-servers B] [--redis-url U]]\n"
             "ratings: MovieLens ratings.csv (userId,movieId,rating,timestamp) or u.data (TSV)\n"
             "items:   movies.csv (movieId,title,genres) or u.item, for content features\n"
-            "Prints one JSON line per algorithm; progress on stderr.\n");
+            "Prints one JSON line per algorithm; progress on stderr.\n"
+            "--via-kafka: the training events go through a cluster (an embedded one unless\n"
+            "  --bootstrap-servers) and the recommend worker with its state in Redis (a\n"
+            "  private redis-server unless --redis-url), once per algorithm; each test user\n"
+            "  is scored on the last Recommendations published for them (k <= 64).\n");
 }
 
 int cmd_eval_recommend(int argc, char **argv) {
     const char *ratings = NULL, *items = NULL, *algo = "all";
     int temporal = 0, k = 10, exact_topk = 0;
-    const char *dump_split = NULL;
+    const char *dump_split = NULL, *bootstrap = NULL, *redis_url = NULL;
+    int via = 0;
     uint64_t seed = 1;
     double min_rating = 0, half_life_days = 0;
     rec_config_t cfg;
@@ -288,6 +633,10 @@ int cmd_eval_recommend(int argc, char **argv) {
         if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(o, "--via-kafka") == 0) {
+            via = 1;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "reel eval recommend: %s needs a value\n", o);
@@ -307,6 +656,10 @@ int cmd_eval_recommend(int argc, char **argv) {
             seed = strtoull(v, NULL, 10);
         else if (strcmp(o, "--min-rating") == 0)
             min_rating = atof(v);
+        else if (strcmp(o, "--bootstrap-servers") == 0)
+            bootstrap = v;
+        else if (strcmp(o, "--redis-url") == 0)
+            redis_url = v;
         else if (strcmp(o, "--dump-split") == 0)
             dump_split = v;
         else if (strcmp(o, "--exact-topk") == 0)
@@ -408,6 +761,11 @@ int cmd_eval_recommend(int argc, char **argv) {
         for (size_t x = 0; x < d.n; x++) fprintf(f, "%zu %d\n", x, t[x]);
         free(t);
         fclose(f);
+    }
+    if (via) {
+        qsort(d.r, d.n, sizeof *d.r, cmp_ts);
+        rc = via_kafka(&d, &cfg, want, k, min_rating, items, bootstrap, redis_url);
+        goto done;
     }
     mem = rec_mem_new(&cfg);
     w = rec_work_new(&cfg);
