@@ -86,8 +86,10 @@ wait_applied() {
 WORKERS=0
 start_rec() {
     WORKERS=$((WORKERS + 1))
+    # Jaccard keeps plain co-occurrence counts, which the end checks exactly.
     # shellcheck disable=SC2046
     "$REEL" run recommend $(reel_opts) -X batch.max.ms=1000 -X recommend.reload.interval.ms=500 \
+        -X recommend.similarity=jaccard \
         2>>"$WORK/worker$WORKERS.log" &
     WORKER_PID=$!
     BG_PIDS+=("$WORKER_PID")

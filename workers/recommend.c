@@ -76,7 +76,7 @@ static const config_key_t recommend_keys[] = {
     {"recommend.history.cap", "100", "Items kept in each user's history (least recent leave)."},
     {"recommend.seen.cap", "256", "Event ids remembered per user to drop re-sent events."},
     {"recommend.consumers.cap", "100", "Latest consumers kept per item for user-based CF."},
-    {"recommend.similarity", "jaccard",
+    {"recommend.similarity", "cosine",
      "Item-item similarity: cosine, jaccard, lift, pearson, count."},
     {"recommend.item.k", "50", "Neighbours kept per item."},
     {"recommend.user.k", "50", "Neighbours kept per user."},
@@ -1866,7 +1866,7 @@ static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char 
         if (config_check_int(c, ints[k].key, ints[k].lo, ints[k].hi, errstr, n) < 0) return -1;
         *ints[k].dst = (int)config_get_int(c, ints[k].key, *ints[k].dst);
     }
-    const char *sim = config_get(c, "recommend.similarity", "jaccard");
+    const char *sim = config_get(c, "recommend.similarity", "cosine");
     if (rec_sim_parse(sim, &cfg->sim) < 0) {
         snprintf(errstr, n, "recommend.similarity: unknown similarity %s", sim);
         return -1;
