@@ -32,6 +32,7 @@ static const subcommand_t subcommands[] = {
     {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
     {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
     {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
+    {"train", "speech", cmd_train_speech}, {"eval", "speech", cmd_eval_speech},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {
@@ -84,6 +85,9 @@ static void usage(FILE *out) {
         "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
         "                 [--algo NAME|all] [--k 10] [--seed N]\n"
         "                                              offline quality of the recommenders\n"
+        "  train speech --data DIR|TSV --model hmm|dnn --out FILE [--split fsdd|speaker:NAME]\n"
+        "  eval speech --data DIR|TSV --model FILE [--split S] [--connected N]\n"
+        "                                              speech models (docs/transcribe.md)\n"
         "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
         "  config                                      every configuration key\n"

@@ -38,5 +38,12 @@ int cmd_consume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 /* `reel model push|list|rollback|remove|get`: the model registry (pipeline/models.h). */
 int cmd_model(int argc, char **argv);
+/* `reel train speech` / `reel eval speech` (workers/cli_speech.c). */
+int cmd_train_speech(int argc, char **argv);
+int cmd_eval_speech(int argc, char **argv);
+
+/* Speech recognition of audio clips: GMM-HMM / DNN-HMM words
+ * (workers/transcribe.c). */
+extern const worker_def_t transcribe_worker;
 
 #endif
