@@ -463,7 +463,7 @@ done:
 static void eval_usage(FILE *out) {
     fprintf(out, "usage: reel eval speech --data DIR|MANIFEST --model FILE\n"
                  "                        [--split fsdd|speaker:NAME] [--grammar one|loop]\n"
-                 "                        [--connected N] [--penalty P] [--gmm] [--seed 1]\n"
+                 "                        [--connected N] [--penalty P] [--gmm] [--seed 1] [-v]\n"
                  "--connected N: N strings of 3-7 test clips joined with 100-500 ms of\n"
                  "silence, decoded with the word loop (connected-word WER).\n");
 }
@@ -501,7 +501,7 @@ typedef struct spk_stat {
 
 int cmd_eval_speech(int argc, char **argv) {
     const char *data = NULL, *model = NULL, *split = NULL, *grammar = NULL;
-    int connected = 0, use_gmm = 0, have_pen = 0;
+    int connected = 0, use_gmm = 0, have_pen = 0, verbose = 0;
     double pad = 0.0;
     float penalty = 0;
     unsigned seed = 1;
@@ -513,6 +513,10 @@ int cmd_eval_speech(int argc, char **argv) {
         }
         if (strcmp(k, "--gmm") == 0) {
             use_gmm = 1;
+            continue;
+        }
+        if (strcmp(k, "-v") == 0) {
+            verbose = 1;
             continue;
         }
         if (!v) {
@@ -646,6 +650,15 @@ int cmd_eval_speech(int argc, char **argv) {
         for (int j = 0; j < nh; j++) h[j] = hyp[j].word;
         align_counts(ref, nr, h, nh, &sub, &del, &ins);
         int e = sub + del + ins;
+        if (verbose) {
+            fprintf(stderr, "%s %s ref:", e ? "ERR" : "ok ", speaker);
+            for (int j = 0; j < nr; j++) fprintf(stderr, " %s", sph_word_name(m, ref[j]));
+            fprintf(stderr, " | hyp:");
+            for (int j = 0; j < nh; j++)
+                fprintf(stderr, " %s[%.2f-%.2f %.2f]", sph_word_name(m, hyp[j].word), hyp[j].start,
+                        hyp[j].end, hyp[j].confidence);
+            fprintf(stderr, "\n");
+        }
         tot_n += nr, tot_err += e, tot_sub += sub, tot_del += del, tot_ins += ins;
         n_utt++, utt_ok += e == 0;
         int s = 0;

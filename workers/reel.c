@@ -11,7 +11,8 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &transcribe_worker,
+                                            NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -29,10 +30,14 @@ typedef struct subcommand {
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
-    {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
-    {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
-    {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
-    {"train", "speech", cmd_train_speech}, {"eval", "speech", cmd_eval_speech},
+    {"produce", NULL, cmd_produce},
+    {"consume", NULL, cmd_consume},
+    {"mock-kafka", NULL, cmd_mock_kafka},
+    {"demo", NULL, cmd_demo},
+    {"model", NULL, cmd_model},
+    {"eval", "recommend", cmd_eval_recommend},
+    {"train", "speech", cmd_train_speech},
+    {"eval", "speech", cmd_eval_speech},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {

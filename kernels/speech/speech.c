@@ -716,13 +716,30 @@ sph_model_t *sph_train_hmm(const char *const *names, int n_words, const sph_utt_
     }
     free(s1);
     free(s2);
-    /* Flat start: each utterance's frames spread evenly over its chain. */
-    int skipped = 0;
+    /* Flat start: the frames within 30 dB of the utterance's loudest
+     * (feature 0 is the log energy) are speech, spread evenly over the
+     * words' states; the frames before and after go to the silences. */
+    int skipped = 0, sil = m->words[0].n_states;
     for (int u = 0; u < n; u++) {
         int L = chain_states(m, &utts[u], tr.q), T = utts[u].T;
         int *a = tr.align + tr.offset[u];
-        for (int t = 0; t < T; t++) a[t] = tr.q[(int)((long long)t * L / T)];
         skipped += T < L;
+        float emax = -1e30f;
+        for (int t = 0; t < T; t++)
+            if (utts[u].feat[(size_t)t * dim] > emax) emax = utts[u].feat[(size_t)t * dim];
+        int s0 = 0, s1 = T;
+        while (s0 < T && utts[u].feat[(size_t)s0 * dim] < emax - 6.9f) s0++;
+        while (s1 > s0 && utts[u].feat[(size_t)(s1 - 1) * dim] < emax - 6.9f) s1--;
+        int inner = L - 2 * sil;
+        if (s0 < sil || T - s1 < sil || s1 - s0 < inner) {
+            for (int t = 0; t < T; t++) a[t] = tr.q[(int)((long long)t * L / T)];
+            continue;
+        }
+        for (int t = 0; t < s0; t++) a[t] = tr.q[(int)((long long)t * sil / s0)];
+        for (int t = s0; t < s1; t++)
+            a[t] = tr.q[sil + (int)((long long)(t - s0) * inner / (s1 - s0))];
+        for (int t = s1; t < T; t++)
+            a[t] = tr.q[sil + inner + (int)((long long)(t - s1) * sil / (T - s1))];
     }
     if (ensure_cap(m, maxT) < 0 || trainer_ensure(&tr, maxT, maxL) < 0) goto oom;
     for (int it = 0; it <= o->viterbi_iters; it++) {
@@ -858,7 +875,7 @@ int sph_train_mlp(sph_model_t *m, const sph_utt_t *utts, int n, const sph_mlp_op
         /* He initialization from a uniform with the same variance. */
         float r = sqrtf(6.0f / p.sizes[l]);
         for (size_t i = 0; i < nw; i++)
-            p.W[l][i] = r * (2.0f * (rng_next(&rng) / 4294967296.0f) - 1.0f);
+            p.W[l][i] = r * (2.0f * (rng_next(&rng) / 2147483648.0f) - 1.0f);
     }
     for (int l = 0; l <= NL; l++) {
         act[l] = malloc((size_t)B * p.sizes[l] * sizeof *act[l]);
@@ -1118,17 +1135,18 @@ int sph_decode(sph_model_t *m, const float *feat, int T, sph_grammar_t g, sph_hy
         out[k].word = w;
         out[k].start = wr->start;
         out[k].end = wr->end;
-        /* Confidence: the word's share of the segment's likelihood among
-         * every word model, with a scale that flattens frame dependence. */
+        /* Confidence: the word's share among every word model of the
+         * segment's likelihood, per frame and scaled by 1/2 (acoustic
+         * likelihoods of neighbouring frames are far from independent). */
         float sc[SPH_MAX_WORDS], mx = NEG_INF;
         for (int v = 1; v < W; v++) {
             sc[v] = segment_score(m, v, wr->start, wr->end);
             if (sc[v] > mx) mx = sc[v];
         }
-        double z = 0.0;
+        double z = 0.0, beta = 0.5 / (wr->end - wr->start);
         for (int v = 1; v < W; v++)
-            if (sc[v] > NEG_INF) z += exp(0.1 * (sc[v] - mx));
-        out[k].confidence = sc[w] > NEG_INF && z > 0 ? (float)(exp(0.1 * (sc[w] - mx)) / z) : 0.0f;
+            if (sc[v] > NEG_INF) z += exp(beta * (sc[v] - mx));
+        out[k].confidence = sc[w] > NEG_INF && z > 0 ? (float)(exp(beta * (sc[w] - mx)) / z) : 0.0f;
     }
     return n;
 oom:
