@@ -14,8 +14,10 @@ struct mfcc {
     float *dct;    /* MFCC_CEPS x MFCC_FILTERS, liftering folded in */
     float *cos_tw; /* n_fft / 2 twiddles */
     float *sin_tw;
-    int *bitrev;    /* n_fft */
-    float *re, *im; /* n_fft */
+    int *bitrev;        /* n_fft / 2 */
+    float *re, *im;     /* n_fft / 2: the frame packed as complex pairs */
+    float *power;       /* n_bins */
+    int *fb_lo, *fb_hi; /* each filter's non-zero bins [lo, hi) */
 };
 
 void mfcc_destroy(mfcc_t *m) {
@@ -28,6 +30,9 @@ void mfcc_destroy(mfcc_t *m) {
     free(m->bitrev);
     free(m->re);
     free(m->im);
+    free(m->power);
+    free(m->fb_lo);
+    free(m->fb_hi);
     free(m);
 }
 
@@ -55,11 +60,14 @@ mfcc_t *mfcc_new(int rate, float dither, char *errstr, size_t errstr_size) {
     m->dct = malloc(MFCC_CEPS * MFCC_FILTERS * sizeof *m->dct);
     m->cos_tw = malloc(m->n_fft / 2 * sizeof *m->cos_tw);
     m->sin_tw = malloc(m->n_fft / 2 * sizeof *m->sin_tw);
-    m->bitrev = malloc(m->n_fft * sizeof *m->bitrev);
-    m->re = malloc(m->n_fft * sizeof *m->re);
-    m->im = malloc(m->n_fft * sizeof *m->im);
+    m->bitrev = malloc(m->n_fft / 2 * sizeof *m->bitrev);
+    m->re = malloc(m->n_fft / 2 * sizeof *m->re);
+    m->im = malloc(m->n_fft / 2 * sizeof *m->im);
+    m->power = malloc(m->n_bins * sizeof *m->power);
+    m->fb_lo = malloc(MFCC_FILTERS * sizeof *m->fb_lo);
+    m->fb_hi = malloc(MFCC_FILTERS * sizeof *m->fb_hi);
     if (!m->window || !m->fb || !m->dct || !m->cos_tw || !m->sin_tw || !m->bitrev || !m->re ||
-        !m->im)
+        !m->im || !m->power || !m->fb_lo || !m->fb_hi)
         goto oom;
     for (int i = 0; i < m->frame_len; i++)
         m->window[i] = (float)(0.54 - 0.46 * cos(2.0 * M_PI * i / (m->frame_len - 1)));
@@ -67,10 +75,12 @@ mfcc_t *mfcc_new(int rate, float dither, char *errstr, size_t errstr_size) {
         m->cos_tw[i] = (float)cos(2.0 * M_PI * i / m->n_fft);
         m->sin_tw[i] = (float)-sin(2.0 * M_PI * i / m->n_fft);
     }
-    for (int i = 0; i < m->n_fft; i++) {
+    /* A real frame of n_fft samples is transformed as n_fft/2 complex
+     * pairs; the bit reversal is for that half size. */
+    for (int i = 0; i < m->n_fft / 2; i++) {
         int r = 0;
-        for (int b = 0; b < log2n; b++)
-            if (i & (1 << b)) r |= 1 << (log2n - 1 - b);
+        for (int b = 0; b < log2n - 1; b++)
+            if (i & (1 << b)) r |= 1 << (log2n - 2 - b);
         m->bitrev[i] = r;
     }
     double mlo = hz_to_mel(0.0), mhi = hz_to_mel(rate / 2.0);
@@ -86,6 +96,14 @@ mfcc_t *mfcc_new(int rate, float dither, char *errstr, size_t errstr_size) {
                 w = (r - mk) / (r - c);
             m->fb[j * m->n_bins + k] = (float)w;
         }
+    }
+    for (int j = 0; j < MFCC_FILTERS; j++) {
+        int lo = 0, hi = 0;
+        while (lo < m->n_bins && m->fb[j * m->n_bins + lo] == 0.0f) lo++;
+        for (int k = lo; k < m->n_bins; k++)
+            if (m->fb[j * m->n_bins + k] != 0.0f) hi = k + 1;
+        m->fb_lo[j] = lo;
+        m->fb_hi[j] = hi > lo ? hi : lo;
     }
     for (int i = 0; i < MFCC_CEPS; i++) {
         double lift = 1.0 + 11.0 * sin(M_PI * i / 22.0);
@@ -105,11 +123,13 @@ size_t mfcc_frames(const mfcc_t *m, size_t n) {
     return 1 + (n - m->frame_len) / m->hop;
 }
 
-/* In-place iterative radix-2 FFT of re/im. */
-static void fft(mfcc_t *m) {
-    int n = m->n_fft;
+/* Power spectrum |X_k|^2, k = 0..n_fft/2, of the real frame packed in re/im
+ * as z_i = x_{2i} + j x_{2i+1}: an n_fft/2-point complex FFT (iterative
+ * radix-2, in place) and the usual split into even and odd halves. */
+static void power_spectrum(mfcc_t *m) {
+    int N = m->n_fft, h = N / 2;
     float *re = m->re, *im = m->im;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < h; i++) {
         int j = m->bitrev[i];
         if (j > i) {
             float t = re[i];
@@ -120,9 +140,9 @@ static void fft(mfcc_t *m) {
             im[j] = t;
         }
     }
-    for (int len = 2; len <= n; len *= 2) {
-        int half = len / 2, step = n / len;
-        for (int s = 0; s < n; s += len) {
+    for (int len = 2; len <= h; len *= 2) {
+        int half = len / 2, step = N / len;
+        for (int s = 0; s < h; s += len) {
             for (int k = 0; k < half; k++) {
                 float wr = m->cos_tw[k * step], wi = m->sin_tw[k * step];
                 int a = s + k, b = a + half;
@@ -134,6 +154,15 @@ static void fft(mfcc_t *m) {
                 im[a] += ti;
             }
         }
+    }
+    for (int k = 0; k <= h; k++) {
+        int a = k % h, b = (h - k) % h;
+        float zr = re[a], zi = im[a], cr = re[b], ci = -im[b];
+        float er = 0.5f * (zr + cr), ei = 0.5f * (zi + ci);
+        float orr = 0.5f * (zi - ci), oi = -0.5f * (zr - cr);
+        float wr = k < h ? m->cos_tw[k] : -1.0f, wi = k < h ? m->sin_tw[k] : 0.0f;
+        float xr = er + wr * orr - wi * oi, xi = ei + wr * oi + wi * orr;
+        m->power[k] = xr * xr + xi * xi;
     }
 }
 
@@ -178,16 +207,22 @@ size_t mfcc_compute(mfcc_t *m, const float *x, size_t n, float *out) {
             }
             float y = p ? cur - 0.97f * prev : cur;
             energy += (double)y * y;
-            m->re[i] = y * m->window[i];
-            m->im[i] = 0.0f;
+            if (i & 1)
+                m->im[i >> 1] = y * m->window[i];
+            else
+                m->re[i >> 1] = y * m->window[i];
         }
-        for (int i = m->frame_len; i < m->n_fft; i++) m->re[i] = m->im[i] = 0.0f;
-        fft(m);
-        for (int k = 0; k < m->n_bins; k++) m->re[k] = m->re[k] * m->re[k] + m->im[k] * m->im[k];
+        for (int i = m->frame_len; i < m->n_fft; i++) {
+            if (i & 1)
+                m->im[i >> 1] = 0.0f;
+            else
+                m->re[i >> 1] = 0.0f;
+        }
+        power_spectrum(m);
         for (int j = 0; j < MFCC_FILTERS; j++) {
             const float *w = m->fb + (size_t)j * m->n_bins;
             float e = 0.0f;
-            for (int k = 0; k < m->n_bins; k++) e += w[k] * m->re[k];
+            for (int k = m->fb_lo[j]; k < m->fb_hi[j]; k++) e += w[k] * m->power[k];
             mel[j] = logf(e > 1e-10f ? e : 1e-10f);
         }
         float *o = out + t * MFCC_DIM;

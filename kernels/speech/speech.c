@@ -73,7 +73,7 @@ void sph_default_train_opts(sph_train_opts_t *o) {
 }
 
 void sph_default_mlp_opts(sph_mlp_opts_t *o) {
-    o->hidden = 256;
+    o->hidden = 128;
     o->layers = 2;
     o->epochs = 6;
     o->batch = 256;
