@@ -193,6 +193,9 @@ int audio_decode(const void *data, size_t len, int target_rate, const audio_limi
         free(mono);
         mono = y;
         n = ny;
+        /* The sinc filter rings past full scale on clipped input. */
+        for (size_t i = 0; i < n; i++)
+            mono[i] = mono[i] > 1.0f ? 1.0f : mono[i] < -1.0f ? -1.0f : mono[i];
     }
     *out = mono;
     *n_out = n;

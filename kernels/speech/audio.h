@@ -24,7 +24,7 @@ void audio_default_limits(audio_limits_t *lim);
 /* Decodes the clip in data (len bytes) to mono float samples in [-1, 1] at
  * target_rate. On success returns 0, *out (malloc'd, the caller frees it),
  * *n_out samples (may be 0 only if the clip decodes to fewer samples than
- * resampling yields one), *in_rate the clip's own rate and *seconds its
+ * resampling yields one), clipped to [-1, 1]; *in_rate the clip's own rate and *seconds its
  * duration. Returns -1 with a reason in errstr for input that is not audio,
  * has no samples, exceeds a limit, has NaN or infinite samples, or an
  * unsupported rate or channel count; nothing is allocated then. */
