@@ -290,7 +290,7 @@ static void train_usage(FILE *out) {
             "usage: reel train speech --data DIR|MANIFEST --model hmm|dnn --out FILE\n"
             "                         [--split fsdd|speaker:NAME] [--rate 8000] [--states 8]\n"
             "                         [--mix 4] [--viterbi-iters 3] [--bw-iters 5]\n"
-            "                         [--penalty -20] [--hidden 128] [--layers 2] [--epochs 6]\n"
+            "                         [--penalty -40] [--hidden 128] [--layers 2] [--epochs 6]\n"
             "                         [--seed 1] [-v]\n");
 }
 

@@ -67,7 +67,7 @@ void sph_default_train_opts(sph_train_opts_t *o) {
     o->n_mix = 4;
     o->viterbi_iters = 3;
     o->bw_iters = 5;
-    o->ins_penalty = -20.0f;
+    o->ins_penalty = -40.0f;
     o->seed = 1;
     o->verbose = 0;
 }
