@@ -1,6 +1,8 @@
 /* speech.c: GMM-HMM and hybrid DNN-HMM word models (see speech.h). */
 #include "kernels/speech/speech.h"
 
+#include "kernels/speech/mlp.h"
+
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -11,7 +13,6 @@
 
 #define NEG_INF (-1e30f)
 #define LOG_2PI 1.8378770664093453
-#define MLP_MAX_LAYERS 4
 
 typedef struct sph_word_def {
     char name[SPH_MAX_NAME];
@@ -20,11 +21,10 @@ typedef struct sph_word_def {
 } sph_word_def_t;
 
 typedef struct sph_mlp {
-    int ctx, n_layers; /* weight layers = hidden layers + 1 */
-    int sizes[MLP_MAX_LAYERS + 1];
-    float *in_mean, *in_std; /* sizes[0] */
-    float *W[MLP_MAX_LAYERS], *b[MLP_MAX_LAYERS];
-    float *log_prior; /* n_states */
+    int ctx;
+    float *in_mean, *in_std; /* net.sizes[0] */
+    float *log_prior;        /* n_states */
+    mlp_net_t net;
 } sph_mlp_t;
 
 /* Decoding token: best path into one HMM state. */
@@ -112,14 +112,11 @@ void sph_use_mlp(sph_model_t *m, int on) {
     m->use_mlp = on && m->has_mlp;
 }
 
-static void mlp_free(sph_mlp_t *p) {
+static void sph_mlp_free(sph_mlp_t *p) {
     free(p->in_mean);
     free(p->in_std);
-    for (int l = 0; l < MLP_MAX_LAYERS; l++) {
-        free(p->W[l]);
-        free(p->b[l]);
-    }
     free(p->log_prior);
+    mlp_free(&p->net);
     memset(p, 0, sizeof *p);
 }
 
@@ -132,7 +129,7 @@ void sph_destroy(sph_model_t *m) {
     free(m->mean);
     free(m->var);
     free(m->wz);
-    mlp_free(&m->mlp);
+    sph_mlp_free(&m->mlp);
     free(m->z);
     free(m->lmix);
     free(m->emis);
@@ -209,8 +206,8 @@ static int ensure_cap(sph_model_t *m, int T) {
     if (!e) return -1;
     m->emis = e;
     if (m->has_mlp) {
-        for (int i = 0; i <= m->mlp.n_layers; i++) {
-            float *a = realloc(m->act[i], (size_t)cap * m->mlp.sizes[i] * sizeof *a);
+        for (int i = 0; i <= m->mlp.net.n_layers; i++) {
+            float *a = realloc(m->act[i], (size_t)cap * m->mlp.net.sizes[i] * sizeof *a);
             if (!a) return -1;
             m->act[i] = a;
         }
@@ -257,29 +254,6 @@ static void stack_frame(const sph_mlp_t *p, const float *feat, int T, int D, int
     }
 }
 
-/* Forward pass of rows [0, B) already stacked in act[0]; leaves log-softmax
- * outputs in act[n_layers]. */
-static void mlp_forward(const sph_mlp_t *p, float **act, int B) {
-    for (int l = 0; l < p->n_layers; l++) {
-        int in = p->sizes[l], out = p->sizes[l + 1];
-        float *y = act[l + 1];
-        for (int r = 0; r < B; r++) memcpy(y + (size_t)r * out, p->b[l], out * sizeof *y);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, act[l], in, p->W[l],
-                    in, 1.0f, y, out);
-        if (l < p->n_layers - 1) {
-            for (size_t i = 0; i < (size_t)B * out; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-        } else {
-            for (int r = 0; r < B; r++) {
-                float *o = y + (size_t)r * out, mx = o[0], acc = 0.0f;
-                for (int k = 1; k < out; k++) mx = o[k] > mx ? o[k] : mx;
-                for (int k = 0; k < out; k++) acc += expf(o[k] - mx);
-                float lz = mx + logf(acc);
-                for (int k = 0; k < out; k++) o[k] -= lz;
-            }
-        }
-    }
-}
-
 /* Emission scores of every state for every frame into m->emis. */
 static int emis_all(sph_model_t *m, const float *feat, int T) {
     if (ensure_cap(m, T) < 0) return -1;
@@ -289,9 +263,9 @@ static int emis_all(sph_model_t *m, const float *feat, int T) {
     }
     const sph_mlp_t *p = &m->mlp;
     for (int t = 0; t < T; t++)
-        stack_frame(p, feat, T, m->dim, t, m->act[0] + (size_t)t * p->sizes[0]);
-    mlp_forward(p, m->act, T);
-    const float *lp = m->act[p->n_layers];
+        stack_frame(p, feat, T, m->dim, t, m->act[0] + (size_t)t * p->net.sizes[0]);
+    mlp_forward(&p->net, m->act, T);
+    const float *lp = m->act[p->net.n_layers];
     for (size_t i = 0; i < (size_t)T * m->n_states; i++)
         m->emis[i] = m->ac_scale * (lp[i] - p->log_prior[i % m->n_states]);
     return 0;
@@ -799,24 +773,25 @@ int sph_train_mlp(sph_model_t *m, const sph_utt_t *utts, int n, const sph_mlp_op
                   char *errstr, size_t errstr_size) {
     int D = m->dim, S = m->n_states, ctx = SPH_CONTEXT, in = D * (2 * ctx + 1);
     int B = o->batch, H = o->hidden, NL = o->layers + 1;
-    if (o->layers < 1 || NL > MLP_MAX_LAYERS || H < 1 || B < 1) {
+    if (o->layers < 1 || NL > MLP_MAX_LAYERS || H < 1 || B < 1 || D > 256) {
         snprintf(errstr, errstr_size, "bad MLP options");
         return -1;
     }
     int was = m->use_mlp;
-    m->use_mlp = 0;
+    m->use_mlp = 0; /* align with the GMMs */
     size_t total = 0;
     for (int u = 0; u < n; u++) total += utts[u].T;
     int *lab = malloc(total * sizeof *lab);
     int *fu = malloc(total * sizeof *fu), *ft = malloc(total * sizeof *ft);
+    int *blab = malloc(B * sizeof *blab);
+    size_t *perm = malloc(total * sizeof *perm);
     double *cnt = calloc(S, sizeof *cnt);
     sph_mlp_t p = {0};
+    mlp_adam_t adam = {0};
     float *act[MLP_MAX_LAYERS + 1] = {0}, *grad[MLP_MAX_LAYERS + 1] = {0};
     float *gW[MLP_MAX_LAYERS] = {0}, *gb[MLP_MAX_LAYERS] = {0};
-    float *mW[MLP_MAX_LAYERS] = {0}, *vW[MLP_MAX_LAYERS] = {0};
-    float *mb[MLP_MAX_LAYERS] = {0}, *vb[MLP_MAX_LAYERS] = {0};
     int rc = -1;
-    if (!lab || !fu || !ft || !cnt) goto oom;
+    if (!lab || !fu || !ft || !blab || !perm || !cnt) goto oom;
     size_t nf = 0;
     for (int u = 0; u < n; u++) {
         if (sph_align(m, &utts[u], lab + nf) < 0) continue;
@@ -827,22 +802,23 @@ int sph_train_mlp(sph_model_t *m, const sph_utt_t *utts, int n, const sph_mlp_op
         }
         nf += utts[u].T;
     }
-    if (nf == 0) {
-        snprintf(errstr, errstr_size, "no utterance could be aligned");
+    if (nf < (size_t)B) {
+        snprintf(errstr, errstr_size, "too few aligned frames (%zu) for a batch of %d", nf, B);
         goto fail;
     }
+    int sizes[MLP_MAX_LAYERS + 1];
+    sizes[0] = in;
+    for (int l = 1; l < NL; l++) sizes[l] = H;
+    sizes[NL] = S;
     p.ctx = ctx;
-    p.n_layers = NL;
-    p.sizes[0] = in;
-    for (int l = 1; l < NL; l++) p.sizes[l] = H;
-    p.sizes[NL] = S;
     p.in_mean = calloc(in, sizeof *p.in_mean);
     p.in_std = calloc(in, sizeof *p.in_std);
     p.log_prior = malloc(S * sizeof *p.log_prior);
-    if (!p.in_mean || !p.in_std || !p.log_prior) goto oom;
+    if (!p.in_mean || !p.in_std || !p.log_prior || mlp_alloc(&p.net, NL, sizes, o->seed) < 0 ||
+        mlp_adam_alloc(&adam, &p.net) < 0)
+        goto oom;
     {
-        double s1[SPH_MAX_STATES * 8] = {0}, s2[SPH_MAX_STATES * 8] = {0};
-        if (D > SPH_MAX_STATES * 8) goto oom;
+        double s1[256] = {0}, s2[256] = {0};
         for (int u = 0; u < n; u++)
             for (int t = 0; t < utts[u].T; t++)
                 for (int d = 0; d < D; d++) {
@@ -858,35 +834,20 @@ int sph_train_mlp(sph_model_t *m, const sph_utt_t *utts, int n, const sph_mlp_op
             }
         }
     }
+    /* Priors with add-one smoothing: hybrid scores are posteriors / priors. */
     for (int s = 0; s < S; s++) p.log_prior[s] = (float)log((cnt[s] + 1.0) / (nf + S));
-    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 7;
-    for (int l = 0; l < NL; l++) {
-        size_t nw = (size_t)p.sizes[l + 1] * p.sizes[l];
-        p.W[l] = malloc(nw * sizeof *p.W[l]);
-        p.b[l] = calloc(p.sizes[l + 1], sizeof *p.b[l]);
-        gW[l] = malloc(nw * sizeof *gW[l]);
-        gb[l] = malloc(p.sizes[l + 1] * sizeof *gb[l]);
-        mW[l] = calloc(nw, sizeof *mW[l]);
-        vW[l] = calloc(nw, sizeof *vW[l]);
-        mb[l] = calloc(p.sizes[l + 1], sizeof *mb[l]);
-        vb[l] = calloc(p.sizes[l + 1], sizeof *vb[l]);
-        if (!p.W[l] || !p.b[l] || !gW[l] || !gb[l] || !mW[l] || !vW[l] || !mb[l] || !vb[l])
-            goto oom;
-        /* He initialization from a uniform with the same variance. */
-        float r = sqrtf(6.0f / p.sizes[l]);
-        for (size_t i = 0; i < nw; i++)
-            p.W[l][i] = r * (2.0f * (rng_next(&rng) / 2147483648.0f) - 1.0f);
-    }
     for (int l = 0; l <= NL; l++) {
-        act[l] = malloc((size_t)B * p.sizes[l] * sizeof *act[l]);
-        grad[l] = malloc((size_t)B * p.sizes[l] * sizeof *grad[l]);
+        act[l] = malloc((size_t)B * sizes[l] * sizeof *act[l]);
+        grad[l] = malloc((size_t)B * sizes[l] * sizeof *grad[l]);
         if (!act[l] || !grad[l]) goto oom;
+        if (l < NL) {
+            gW[l] = malloc((size_t)sizes[l + 1] * sizes[l] * sizeof *gW[l]);
+            gb[l] = malloc(sizes[l + 1] * sizeof *gb[l]);
+            if (!gW[l] || !gb[l]) goto oom;
+        }
     }
-    size_t *perm = malloc(nf * sizeof *perm);
-    if (!perm) goto oom;
     for (size_t i = 0; i < nf; i++) perm[i] = i;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    long step = 0;
+    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 11;
     for (int ep = 0; ep < o->epochs; ep++) {
         for (size_t i = nf - 1; i > 0; i--) {
             size_t j = (((uint64_t)rng_next(&rng) << 32) | rng_next(&rng)) % (i + 1);
@@ -903,86 +864,46 @@ int sph_train_mlp(sph_model_t *m, const sph_utt_t *utts, int n, const sph_mlp_op
                 size_t f = perm[b0 + r];
                 const sph_utt_t *u = &utts[fu[f]];
                 stack_frame(&p, u->feat, u->T, D, ft[f], act[0] + (size_t)r * in);
+                blab[r] = lab[f];
             }
-            mlp_forward(&p, act, B);
-            float *out = act[NL], *g = grad[NL];
-            for (int r = 0; r < B; r++) {
-                int y = lab[perm[b0 + r]];
-                float *o_ = out + (size_t)r * S, *g_ = g + (size_t)r * S;
-                loss -= o_[y];
-                int am = 0;
-                for (int k = 0; k < S; k++) {
-                    g_[k] = expf(o_[k]) / B;
-                    if (o_[k] > o_[am]) am = k;
-                }
-                g_[y] -= 1.0f / B;
-                correct += am == y;
-            }
-            for (int l = NL - 1; l >= 0; l--) {
-                int li = p.sizes[l], lo = p.sizes[l + 1];
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lo, li, B, 1.0f, grad[l + 1],
-                            lo, act[l], li, 0.0f, gW[l], li);
-                for (int k = 0; k < lo; k++) gb[l][k] = 0.0f;
-                for (int r = 0; r < B; r++)
-                    for (int k = 0; k < lo; k++) gb[l][k] += grad[l + 1][(size_t)r * lo + k];
-                if (l > 0) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, li, lo, 1.0f,
-                                grad[l + 1], lo, p.W[l], li, 0.0f, grad[l], li);
-                    for (size_t i = 0; i < (size_t)B * li; i++)
-                        if (act[l][i] <= 0.0f) grad[l][i] = 0.0f;
-                }
-            }
-            step++;
-            float c1 = 1.0f - powf(b1, (float)step), c2 = 1.0f - powf(b2, (float)step);
-            for (int l = 0; l < NL; l++) {
-                size_t nw = (size_t)p.sizes[l + 1] * p.sizes[l];
-                for (size_t i = 0; i < nw; i++) {
-                    mW[l][i] = b1 * mW[l][i] + (1 - b1) * gW[l][i];
-                    vW[l][i] = b2 * vW[l][i] + (1 - b2) * gW[l][i] * gW[l][i];
-                    p.W[l][i] -= lr * (mW[l][i] / c1) / (sqrtf(vW[l][i] / c2) + eps);
-                }
-                for (int k = 0; k < p.sizes[l + 1]; k++) {
-                    mb[l][k] = b1 * mb[l][k] + (1 - b1) * gb[l][k];
-                    vb[l][k] = b2 * vb[l][k] + (1 - b2) * gb[l][k] * gb[l][k];
-                    p.b[l][k] -= lr * (mb[l][k] / c1) / (sqrtf(vb[l][k] / c2) + eps);
-                }
-            }
+            mlp_forward(&p.net, act, B);
+            int ok = 0;
+            loss += mlp_backward(&p.net, act, grad, blab, B, gW, gb, &ok);
+            correct += ok;
+            mlp_adam_step(&adam, &p.net, gW, gb, lr);
         }
         if (o->verbose)
             fprintf(stderr, "speech: mlp epoch %d: loss %.4f, frame accuracy %.4f\n", ep + 1,
                     loss / (nf - nf % B), (double)correct / (nf - nf % B));
     }
-    free(perm);
-    mlp_free(&m->mlp);
+    sph_mlp_free(&m->mlp);
     m->mlp = p;
     memset(&p, 0, sizeof p);
     m->has_mlp = 1;
-    m->use_mlp = 1;
+    was = 1;
     /* The run state must now hold MLP activations too. */
     m->cap_T = 0;
-    was = 1;
     rc = 0;
     goto fail;
 oom:
     snprintf(errstr, errstr_size, "out of memory");
 fail:
     m->use_mlp = was && m->has_mlp;
-    mlp_free(&p);
+    sph_mlp_free(&p);
+    mlp_adam_free(&adam);
     for (int l = 0; l <= MLP_MAX_LAYERS; l++) {
         free(act[l]);
         free(grad[l]);
         if (l < MLP_MAX_LAYERS) {
             free(gW[l]);
             free(gb[l]);
-            free(mW[l]);
-            free(vW[l]);
-            free(mb[l]);
-            free(vb[l]);
         }
     }
     free(lab);
     free(fu);
     free(ft);
+    free(blab);
+    free(perm);
     free(cnt);
     return rc;
 }
@@ -1216,13 +1137,14 @@ void *sph_serialize(const sph_model_t *m, size_t *len) {
     if (m->has_mlp) {
         const sph_mlp_t *p = &m->mlp;
         put_i32(&b, p->ctx);
-        put_i32(&b, p->n_layers);
-        for (int l = 0; l <= p->n_layers; l++) put_i32(&b, p->sizes[l]);
-        put(&b, p->in_mean, p->sizes[0] * sizeof(float));
-        put(&b, p->in_std, p->sizes[0] * sizeof(float));
-        for (int l = 0; l < p->n_layers; l++) {
-            put(&b, p->W[l], (size_t)p->sizes[l + 1] * p->sizes[l] * sizeof(float));
-            put(&b, p->b[l], p->sizes[l + 1] * sizeof(float));
+        const mlp_net_t *net = &p->net;
+        put_i32(&b, net->n_layers);
+        for (int l = 0; l <= net->n_layers; l++) put_i32(&b, net->sizes[l]);
+        put(&b, p->in_mean, net->sizes[0] * sizeof(float));
+        put(&b, p->in_std, net->sizes[0] * sizeof(float));
+        for (int l = 0; l < net->n_layers; l++) {
+            put(&b, net->W[l], (size_t)net->sizes[l + 1] * net->sizes[l] * sizeof(float));
+            put(&b, net->b[l], net->sizes[l + 1] * sizeof(float));
         }
         put(&b, p->log_prior, m->n_states * sizeof(float));
     }
@@ -1327,7 +1249,7 @@ sph_model_t *sph_load(const void *data, size_t len, char *errstr, size_t errstr_
             goto fail;
         }
         p->ctx = ctx;
-        p->n_layers = nl;
+        p->net.n_layers = nl;
         for (int l = 0; l <= nl; l++) {
             int32_t sz;
             if (get_i32(&b, &sz) < 0) goto trunc;
@@ -1335,30 +1257,31 @@ sph_model_t *sph_load(const void *data, size_t len, char *errstr, size_t errstr_
                 snprintf(errstr, errstr_size, "speech model: bad MLP layer size %d", (int)sz);
                 goto fail;
             }
-            p->sizes[l] = sz;
+            p->net.sizes[l] = sz;
         }
-        if (p->sizes[0] != D * (2 * ctx + 1) || p->sizes[nl] != m->n_states) {
+        if (p->net.sizes[0] != D * (2 * ctx + 1) || p->net.sizes[nl] != m->n_states) {
             snprintf(errstr, errstr_size, "speech model: MLP does not match the HMM");
             goto fail;
         }
-        p->in_mean = malloc(p->sizes[0] * sizeof(float));
-        p->in_std = malloc(p->sizes[0] * sizeof(float));
+        p->in_mean = malloc(p->net.sizes[0] * sizeof(float));
+        p->in_std = malloc(p->net.sizes[0] * sizeof(float));
         p->log_prior = malloc(m->n_states * sizeof(float));
         if (!p->in_mean || !p->in_std || !p->log_prior) goto oom;
-        if (get_floats(&b, p->in_mean, p->sizes[0]) < 0 ||
-            get_floats(&b, p->in_std, p->sizes[0]) < 0)
+        if (get_floats(&b, p->in_mean, p->net.sizes[0]) < 0 ||
+            get_floats(&b, p->in_std, p->net.sizes[0]) < 0)
             goto trunc;
         for (int l = 0; l < nl; l++) {
-            size_t nw = (size_t)p->sizes[l + 1] * p->sizes[l];
+            size_t nw = (size_t)p->net.sizes[l + 1] * p->net.sizes[l];
             if (nw > (b.len - b.pos) / 4) goto trunc;
-            p->W[l] = malloc(nw * sizeof(float));
-            p->b[l] = malloc(p->sizes[l + 1] * sizeof(float));
-            if (!p->W[l] || !p->b[l]) goto oom;
-            if (get_floats(&b, p->W[l], nw) < 0 || get_floats(&b, p->b[l], p->sizes[l + 1]) < 0)
+            p->net.W[l] = malloc(nw * sizeof(float));
+            p->net.b[l] = malloc(p->net.sizes[l + 1] * sizeof(float));
+            if (!p->net.W[l] || !p->net.b[l]) goto oom;
+            if (get_floats(&b, p->net.W[l], nw) < 0 ||
+                get_floats(&b, p->net.b[l], p->net.sizes[l + 1]) < 0)
                 goto trunc;
         }
         if (get_floats(&b, p->log_prior, m->n_states) < 0) goto trunc;
-        for (int i = 0; i < p->sizes[0]; i++)
+        for (int i = 0; i < p->net.sizes[0]; i++)
             if (!(p->in_std[i] > 0.0f)) {
                 snprintf(errstr, errstr_size, "speech model: non-positive input scale");
                 goto fail;
