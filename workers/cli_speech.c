@@ -37,7 +37,7 @@ typedef struct clip {
 typedef struct corpus {
     clip_t *c;
     int n, cap;
-    double decode_s; /* time spent decoding the clips' bytes */
+    double decode_s, decode_cpu_s; /* time spent decoding the clips' bytes */
 } corpus_t;
 
 static const char *const digit_names[] = {"zero", "one", "two",   "three", "four",
@@ -46,6 +46,14 @@ static const char *const digit_names[] = {"zero", "one", "two",   "three", "four
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the process: reel runs OpenBLAS with one thread, so this is
+ * one core's time, unaffected by other processes on a shared machine. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -249,10 +257,11 @@ static int load_audio(corpus_t *c, int rate) {
             return -1;
         }
         int in_rate;
-        double sec, t0 = now_s();
+        double sec, t0 = now_s(), c0 = cpu_s();
         int rc = audio_decode(b, len, rate, NULL, &c->c[i].x, &c->c[i].n, &in_rate, &sec, err,
                               sizeof err);
         c->decode_s += now_s() - t0;
+        c->decode_cpu_s += cpu_s() - c0;
         free(b);
         if (rc < 0) {
             fprintf(stderr, "reel: %s: %s\n", c->c[i].path, err);
@@ -578,7 +587,7 @@ int cmd_eval_speech(int argc, char **argv) {
     spk_stat_t spk[64];
     int n_spk = 0;
     long tot_n = 0, tot_err = 0, tot_sub = 0, tot_del = 0, tot_ins = 0, utt_ok = 0, n_utt = 0;
-    double audio_s = 0.0, proc_s = 0.0;
+    double audio_s = 0.0, proc_s = 0.0, proc_cpu_s = 0.0;
     sph_word_t hyp[MAX_UTT_WORDS * 4];
     int all_single = 1;
     if (load_corpus(&c, data, split, 1, rate) < 0) goto done;
@@ -637,9 +646,10 @@ int cmd_eval_speech(int argc, char **argv) {
                 ref[nr++] = id;
             }
         }
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         int nh = sph_rec_samples(r, x, n, g, hyp, MAX_UTT_WORDS * 4, err, sizeof err);
         proc_s += now_s() - t0;
+        proc_cpu_s += cpu_s() - c0;
         audio_s += (double)n / rate;
         if (own) free(x);
         if (nh < 0) {
@@ -672,15 +682,17 @@ int cmd_eval_speech(int argc, char **argv) {
     }
     /* Real-time factor of the whole path: decoding the bytes (isolated
      * clips; joined strings reuse decoded clips), MFCC and recognition. */
-    if (!connected) proc_s += c.decode_s;
+    if (!connected) proc_s += c.decode_s, proc_cpu_s += c.decode_cpu_s;
     double wer = tot_n ? (double)tot_err / tot_n : 0.0;
     printf("{\"model\":\"%s\",\"acoustic\":\"%s\",\"grammar\":\"%s\",\"split\":\"%s\","
            "\"utterances\":%ld,\"words\":%ld,\"word_accuracy\":%.4f,\"wer\":%.4f,"
            "\"substitutions\":%ld,\"deletions\":%ld,\"insertions\":%ld,"
-           "\"utterance_accuracy\":%.4f,\"audio_seconds\":%.2f,\"rtf\":%.6f,\"per_speaker\":{",
+           "\"utterance_accuracy\":%.4f,\"audio_seconds\":%.2f,\"rtf\":%.6f,\"rtf_wall\":%.6f,"
+           "\"per_speaker\":{",
            model, hybrid ? "dnn" : "gmm", g == SPH_GRAMMAR_LOOP ? "loop" : "one",
            split ? split : "all", n_utt, tot_n, 1.0 - wer, wer, tot_sub, tot_del, tot_ins,
-           n_utt ? (double)utt_ok / n_utt : 0.0, audio_s, audio_s > 0 ? proc_s / audio_s : 0.0);
+           n_utt ? (double)utt_ok / n_utt : 0.0, audio_s, audio_s > 0 ? proc_cpu_s / audio_s : 0.0,
+           audio_s > 0 ? proc_s / audio_s : 0.0);
     for (int s = 0; s < n_spk; s++)
         printf("%s\"%s\":{\"words\":%ld,\"word_accuracy\":%.4f,\"wer\":%.4f}", s ? "," : "",
                spk[s].name, spk[s].n, spk[s].n ? 1.0 - (double)spk[s].err / spk[s].n : 0.0,

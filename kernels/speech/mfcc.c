@@ -181,32 +181,33 @@ static void deltas(float *f, size_t T, int src_col, int dst_col) {
     }
 }
 
+/* The dither of sample p: a hash of its index, so a sample gets the same
+ * value in every frame that holds it. */
+static inline float dither_at(const mfcc_t *m, size_t p) {
+    uint32_t h = (uint32_t)p * 2654435761u + 12345u;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    return m->dither * ((float)(h & 0xffff) / 32768.0f - 1.0f);
+}
+
 size_t mfcc_compute(mfcc_t *m, const float *x, size_t n, float *out) {
     size_t T = mfcc_frames(m, n);
     if (T == 0) return 0;
-    uint32_t lcg = 12345u;
     float mel[MFCC_FILTERS];
+    int dith = m->dither > 0.0f;
     for (size_t t = 0; t < T; t++) {
         size_t start = t * m->hop;
-        double energy = 0.0;
+        float energy = 0.0f;
+        /* Pre-emphasis over the whole signal, computed per frame from the
+         * samples themselves so no copy of x is needed. */
+        float prev = start ? x[start - 1] + (dith ? dither_at(m, start - 1) : 0.0f) : 0.0f;
         for (int i = 0; i < m->frame_len; i++) {
-            /* Pre-emphasis over the whole signal, computed per frame from
-             * the samples themselves so no copy of x is needed; the dither
-             * is a function of the sample index, identical wherever the
-             * sample appears. */
             size_t p = start + i;
-            float cur = x[p], prev = p ? x[p - 1] : 0.0f;
-            if (m->dither > 0.0f) {
-                uint32_t h1 = (uint32_t)p * 2654435761u + lcg,
-                         h0 = (uint32_t)(p - 1) * 2654435761u + lcg;
-                h1 ^= h1 >> 15, h0 ^= h0 >> 15;
-                h1 *= 2246822519u, h0 *= 2246822519u;
-                h1 ^= h1 >> 13, h0 ^= h0 >> 13;
-                cur += m->dither * ((float)(h1 & 0xffff) / 32768.0f - 1.0f);
-                if (p) prev += m->dither * ((float)(h0 & 0xffff) / 32768.0f - 1.0f);
-            }
-            float y = p ? cur - 0.97f * prev : cur;
-            energy += (double)y * y;
+            float cur = x[p] + (dith ? dither_at(m, p) : 0.0f);
+            float y = cur - 0.97f * prev;
+            prev = cur;
+            energy += y * y;
             if (i & 1)
                 m->im[i >> 1] = y * m->window[i];
             else
@@ -232,7 +233,7 @@ size_t mfcc_compute(mfcc_t *m, const float *x, size_t n, float *out) {
             for (int j = 0; j < MFCC_FILTERS; j++) c += d[j] * mel[j];
             o[i] = c;
         }
-        o[0] = (float)log(energy > 1e-10 ? energy : 1e-10);
+        o[0] = logf(energy > 1e-10f ? energy : 1e-10f);
     }
     for (int i = 0; i < MFCC_CEPS; i++) {
         double mean = 0.0;

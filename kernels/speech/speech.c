@@ -53,6 +53,7 @@ struct sph_model {
     float *z;                       /* T x (2D+1) */
     float *lmix;                    /* T x S*M */
     float *emis;                    /* T x S */
+    float *norm;                    /* T x D: features normalized for the MLP */
     float *act[MLP_MAX_LAYERS + 1]; /* MLP activations, T x sizes[i] */
     token_t *tok;
     size_t tok_cap;
@@ -133,6 +134,7 @@ void sph_destroy(sph_model_t *m) {
     free(m->z);
     free(m->lmix);
     free(m->emis);
+    free(m->norm);
     for (int l = 0; l <= MLP_MAX_LAYERS; l++) free(m->act[l]);
     free(m->tok);
     free(m->rec);
@@ -205,6 +207,9 @@ static int ensure_cap(sph_model_t *m, int T) {
     float *e = realloc(m->emis, (size_t)cap * m->n_states * sizeof *e);
     if (!e) return -1;
     m->emis = e;
+    float *nz = realloc(m->norm, (size_t)cap * m->dim * sizeof *nz);
+    if (!nz) return -1;
+    m->norm = nz;
     if (m->has_mlp) {
         for (int i = 0; i <= m->mlp.net.n_layers; i++) {
             float *a = realloc(m->act[i], (size_t)cap * m->mlp.net.sizes[i] * sizeof *a);
@@ -262,8 +267,19 @@ static int emis_all(sph_model_t *m, const float *feat, int T) {
         return 0;
     }
     const sph_mlp_t *p = &m->mlp;
+    int D = m->dim, in = p->net.sizes[0];
+    /* Normalize each frame once, then stack copies (every context block
+     * shares the same statistics). */
     for (int t = 0; t < T; t++)
-        stack_frame(p, feat, T, m->dim, t, m->act[0] + (size_t)t * p->net.sizes[0]);
+        for (int d = 0; d < D; d++)
+            m->norm[(size_t)t * D + d] = (feat[(size_t)t * D + d] - p->in_mean[d]) / p->in_std[d];
+    for (int t = 0; t < T; t++) {
+        float *row = m->act[0] + (size_t)t * in;
+        for (int c = -p->ctx; c <= p->ctx; c++) {
+            int u = t + c < 0 ? 0 : t + c >= T ? T - 1 : t + c;
+            memcpy(row + (size_t)(c + p->ctx) * D, m->norm + (size_t)u * D, D * sizeof *row);
+        }
+    }
     mlp_forward(&p->net, m->act, T);
     const float *lp = m->act[p->net.n_layers];
     for (size_t i = 0; i < (size_t)T * m->n_states; i++)
