@@ -402,8 +402,10 @@ int cmd_train_speech(int argc, char **argv) {
     feats = calloc(c.n, sizeof *feats);
     word_ids = malloc(sizeof(int) * c.n * MAX_UTT_WORDS);
     if (!fe || !utts || !feats || !word_ids) goto done;
-    /* Each clip is padded with 50-250 ms of silence on both sides, so the
-     * silence model learns quiet stretches like those between words. */
+    /* Each clip is padded with 0-300 ms of silence (random, seeded) on both
+     * sides: the silence model learns quiet stretches like those between
+     * words, and the models see the range of cepstral means that the
+     * recognizer's own 150 ms padding (SPH_PAD_SECONDS) falls in. */
     uint64_t rng = o.seed * 7919ull + 3;
     double audio_s = 0.0;
     for (int i = 0; i < c.n; i++) {
@@ -513,7 +515,6 @@ typedef struct spk_stat {
 int cmd_eval_speech(int argc, char **argv) {
     const char *data = NULL, *model = NULL, *split = NULL, *grammar = NULL;
     int connected = 0, use_gmm = 0, have_pen = 0, verbose = 0;
-    double pad = 0.0;
     float penalty = 0;
     unsigned seed = 1;
     for (int a = 1; a < argc; a++) {
@@ -549,8 +550,6 @@ int cmd_eval_speech(int argc, char **argv) {
             penalty = (float)atof(v), have_pen = 1;
         else if (strcmp(k, "--seed") == 0)
             seed = (unsigned)atoi(v);
-        else if (strcmp(k, "--pad") == 0)
-            pad = atof(v);
         else {
             fprintf(stderr, "reel eval speech: unknown option %s\n", k);
             eval_usage(stderr);
@@ -632,14 +631,6 @@ int cmd_eval_speech(int argc, char **argv) {
             speaker = c.c[i].speaker;
             x = c.c[i].x;
             n = c.c[i].n;
-            if (pad > 0) {
-                size_t p = (size_t)(pad * rate);
-                x = calloc(n + 2 * p, sizeof *x);
-                if (!x) goto done;
-                memcpy(x + p, c.c[i].x, n * sizeof *x);
-                n += 2 * p;
-                own = 1;
-            }
             for (int w = 0; w < c.c[i].n_words; w++) {
                 int id = sph_word_id(m, c.c[i].words[w]);
                 unknown |= id < 0;
