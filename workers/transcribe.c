@@ -48,7 +48,12 @@ typedef struct tstate {
     sph_word_t *words;
     char *text;
     size_t text_cap;
+    metrics_t *metrics;
 } tstate_t;
+
+#define M_AUDIO "reel_transcribe_audio_seconds_total"
+#define M_PROC "reel_transcribe_processing_seconds_total"
+#define M_WORDS "reel_transcribe_words_total"
 
 static void transcribe_destroy(void *opaque) {
     tstate_t *st = opaque;
@@ -118,6 +123,15 @@ static int transcribe_init(const rt_env_t *env, void **state, char *errstr, size
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
+    st->metrics = env->metrics;
+    if (st->metrics) {
+        metrics_declare(st->metrics, M_AUDIO, METRIC_COUNTER,
+                        "Seconds of audio transcribed (rate(processing) / rate(audio) is the "
+                        "real-time factor).");
+        metrics_declare(st->metrics, M_PROC, METRIC_COUNTER,
+                        "Seconds spent decoding, computing features and recognizing clips.");
+        metrics_declare(st->metrics, M_WORDS, METRIC_COUNTER, "Words recognized.");
+    }
     const codec_schema_t *s = codec_by_name(env->codec, "Transcript");
     if (!s) {
         snprintf(errstr, errstr_size, "schema Transcript missing");
@@ -144,6 +158,12 @@ static int transcribe_reload(void *opaque, rt_ctx_t *ctx, char *errstr, size_t e
     if (poll_model(st, rt_store(ctx), errstr, errstr_size) < 0) return -1;
     if (st->rec) rt_set_model_version(ctx, st->version_label);
     return 0;
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int64_t now_ms(void) {
@@ -236,6 +256,8 @@ static int transcribe_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *bat
     if (strcmp(rt_model_version(ctx), st->version_label) != 0)
         rt_set_model_version(ctx, st->version_label);
     char err[512];
+    double audio_s = 0.0, t0 = mono_s();
+    long words = 0;
     for (size_t i = 0; i < batch->count; i++) {
         const rt_record_t *r = &batch->records[i];
         avro_value_t f, b;
@@ -262,9 +284,11 @@ static int transcribe_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *bat
             continue;
         }
         if (n > TRANSCRIBE_MAX_WORDS) n = TRANSCRIBE_MAX_WORDS;
+        audio_s += seconds;
         int kept = 0;
         for (int k = 0; k < n; k++)
             if (st->words[k].confidence >= st->min_conf) st->words[kept++] = st->words[k];
+        words += kept;
         if (fill_output(st, ctx, r, clip_id, item_id, kept, seconds) < 0) {
             rt_fail(ctx, r, "process", avro_strerror());
             continue;
@@ -273,6 +297,11 @@ static int transcribe_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *bat
             rt_fail(ctx, r, "process", err);
             continue;
         }
+    }
+    if (st->metrics) {
+        metrics_add(st->metrics, M_AUDIO, "", audio_s);
+        metrics_add(st->metrics, M_PROC, "", mono_s() - t0);
+        metrics_add(st->metrics, M_WORDS, "", (double)words);
     }
     return 0;
 }
