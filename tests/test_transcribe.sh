@@ -14,7 +14,8 @@
 #    float samples) goes to audio-clips.dlq with its reason; a header that
 #    claims 10 hours never allocates for 10 hours;
 #  - a new model version (a DNN-HMM) pushed while the worker runs is served
-#    without a restart.
+#    without a restart; a corrupt one is refused once, with a log line, and
+#    the worker goes on with the model it has.
 source "$(dirname "$0")/lib.sh"
 command -v espeak-ng >/dev/null || fail "espeak-ng is not installed (scripts/install-deps.sh)"
 SYNTH="$REEL_SOURCE_DIR/tests/speech_synth.sh"
@@ -209,6 +210,26 @@ consume_until $((NGOOD + 1 + 5)) "$WORK/out2.jsonl"
 n2=$(jq -r 'select(.key | startswith("again-")) | .value.model_version' "$WORK/out2.jsonl" |
     grep -c '^speech-v2-dnn$' || true)
 [ "$n2" = 5 ] || fail "only $n2 of 5 later transcripts came from model version 2"
+# A corrupt version 3 is refused; the worker keeps serving version 2.
+printf 'RSPH\001\000\000\000corrupt' >"$WORK/bad.bin"
+"$REEL" model push "$WORK/bad.bin" -X redis.url="$REDIS_URL" | grep -q 'speech version 3' ||
+    fail "third model push"
+for _ in $(seq 1 20); do
+    grep -q '"reload_failed"' "$WORK/worker.log" && break
+    sleep 0.5
+done
+grep -q '"reload_failed".*speech model' "$WORK/worker.log" || fail "no reload_failed log line"
+head -2 "$WORK/clips.jsonl" | sed 's/"clip_id": "/"clip_id": "third-/' >"$WORK/third.jsonl"
+# shellcheck disable=SC2046
+"$REEL" produce --topic audio-clips $(reel_opts) <"$WORK/third.jsonl" 2>>"$WORK/produce.err" ||
+    fail "produce failed"
+consume_until $((NGOOD + 1 + 5 + 2)) "$WORK/out3.jsonl"
+n3=$(jq -r 'select(.key | startswith("third-")) | .value.model_version' "$WORK/out3.jsonl" |
+    grep -c '^speech-v2-dnn$' || true)
+[ "$n3" = 2 ] || fail "after a corrupt push, $n3 of 2 transcripts came from version 2"
+[ "$(grep -c '"reload_failed"' "$WORK/worker.log")" = 1 ] ||
+    fail "the corrupt version was fetched more than once"
 kill -TERM "$WORKER_PID"
 wait "$WORKER_PID" || fail "worker exited with $? on SIGTERM"
-log "PASS: transcripts right, bad audio dead-lettered, model v2 served without a restart"
+log "PASS: transcripts right, bad audio dead-lettered, model v2 served without a restart," \
+    "corrupt v3 refused"

@@ -75,10 +75,18 @@ static int poll_model(tstate_t *st, store_t *store, char *errstr, size_t errstr_
     if (rc <= 0) return rc;
     sph_model_t *m = sph_load(data, len, errstr, errstr_size);
     free(data);
-    if (!m) return -1;
+    /* A version that does not load is not fetched again (the current model
+     * stays); pushing or rolling back to another version moves on. */
+    if (!m) {
+        st->version = v;
+        return -1;
+    }
     int hybrid = sph_is_hybrid(m);
     sph_rec_t *r = sph_rec_new(m, &st->lim, errstr, errstr_size);
-    if (!r) return -1;
+    if (!r) {
+        st->version = v;
+        return -1;
+    }
     sph_rec_destroy(st->rec);
     st->rec = r;
     st->version = v;
