@@ -80,14 +80,15 @@ static void *encode_tone(int format, int rate, size_t *len) {
     return b;
 }
 
-/* WAV (16/24/32-bit PCM, float), FLAC and OGG/Vorbis decode from memory,
+/* WAV (8/16/24/32-bit PCM, float), FLAC and OGG/Vorbis decode from memory,
  * stereo mixed down, 16 kHz resampled to 8 kHz: 0.5 s of a tone whose RMS
  * (0.354) survives within 10 %. */
 static void test_decode_formats(void **state) {
     (void)state;
-    const int formats[] = {SF_FORMAT_WAV | SF_FORMAT_PCM_16,  SF_FORMAT_WAV | SF_FORMAT_PCM_24,
-                           SF_FORMAT_WAV | SF_FORMAT_PCM_32,  SF_FORMAT_WAV | SF_FORMAT_FLOAT,
-                           SF_FORMAT_FLAC | SF_FORMAT_PCM_16, SF_FORMAT_OGG | SF_FORMAT_VORBIS};
+    const int formats[] = {SF_FORMAT_WAV | SF_FORMAT_PCM_U8, SF_FORMAT_WAV | SF_FORMAT_PCM_16,
+                           SF_FORMAT_WAV | SF_FORMAT_PCM_24, SF_FORMAT_WAV | SF_FORMAT_PCM_32,
+                           SF_FORMAT_WAV | SF_FORMAT_FLOAT,  SF_FORMAT_FLAC | SF_FORMAT_PCM_16,
+                           SF_FORMAT_OGG | SF_FORMAT_VORBIS};
     for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++) {
         size_t len;
         void *b = encode_tone(formats[k], 16000, &len);

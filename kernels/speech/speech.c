@@ -434,11 +434,9 @@ static int reestimate_viterbi(trainer_t *tr) {
             m->log_next[s] = logf(0.5f);
             continue;
         }
-        double stay = (double)n - visits[s];
         double p_next = visits[s] / (double)n;
         if (p_next < 0.01) p_next = 0.01;
         if (p_next > 0.99) p_next = 0.99;
-        (void)stay;
         m->log_self[s] = (float)log(1.0 - p_next);
         m->log_next[s] = (float)log(p_next);
         /* Centres start at frames spread over the state's frames. */
