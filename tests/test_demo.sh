@@ -29,5 +29,7 @@ if "$REEL" --help | grep -q '^  sentiment '; then
     grep -q 'reviews.dlq *1 records' "$WORK/demo.out" || fail "reviews DLQ summary"
 fi
 # The demo stops the redis-server it started.
-if pgrep -f "reel-demo-redis" >/dev/null; then fail "the demo left its redis-server running"; fi
+sock=$(sed -n 's|.*redis: unix://\([^ ]*\) (private redis-server).*|\1|p' "$WORK/demo.out")
+[ -n "$sock" ] || fail "the demo did not say where its redis-server listens"
+if pgrep -f "$sock" >/dev/null; then fail "the demo left its redis-server running"; fi
 log "PASS: reel demo"

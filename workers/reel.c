@@ -11,7 +11,8 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &transcribe_worker,
+                                            NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -38,6 +39,8 @@ static const subcommand_t subcommands[] = {
     {"dlq", NULL, cmd_dlq},
     {"health", NULL, cmd_health},
     {"eval", "recommend", cmd_eval_recommend},
+    {"train", "speech", cmd_train_speech},
+    {"eval", "speech", cmd_eval_speech},
 };
 /* clang-format on */
 
@@ -82,7 +85,8 @@ static void usage(FILE *out) {
         "\n"
         "commands:\n"
         "  run WORKER... [-c FILE] [-X key=value]...   run workers until SIGINT/SIGTERM\n"
-        "  demo [--bootstrap-servers B] [--redis-url U] run the pipeline end to end\n"
+        "  demo [--bootstrap-servers B] [--redis-url U] [--state DIR] [--retrain]\n"
+        "                                              the four workers end to end\n"
         "  produce --topic T [-c FILE] [-X k=v]...     JSON lines on stdin -> Avro records\n"
         "  consume --topic T [--from-beginning] [--max N] [--timeout-ms MS]\n"
         "                                              records -> JSON lines on stdout\n"
@@ -91,8 +95,14 @@ static void usage(FILE *out) {
         "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
         "                 [--algo NAME|all] [--k 10] [--seed N]\n"
         "                                              offline quality of the recommenders\n"
+        "  train speech --data DIR|TSV --model hmm|dnn --out FILE [--split fsdd|speaker:NAME]\n"
+        "  eval speech --data DIR|TSV --model FILE [--split S] [--connected N]\n"
+        "                                              speech models (docs/transcribe.md)\n"
         "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
+        "  dlq replay --topic T [--reason TEXT] [--dry-run]\n"
+        "                                              put dead-lettered records back\n"
+        "  health [--host H] [--port P]                a worker's /healthz (exit 0 on 200)\n"
         "  config                                      every configuration key\n"
         "  version                                     the version\n"
         "\n"

@@ -23,7 +23,7 @@ static double now_s(void) {
 
 int svc_redis_start(svc_redis_t *r, char *errstr, size_t errstr_size) {
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(r->dir, sizeof r->dir, "%s/reel-demo-redis.XXXXXX", tmp);
+    snprintf(r->dir, sizeof r->dir, "%s/reel-redis.XXXXXX", tmp);
     if (!mkdtemp(r->dir)) {
         snprintf(errstr, errstr_size, "mkdtemp %s: %s", r->dir, strerror(errno));
         return -1;

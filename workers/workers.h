@@ -42,5 +42,12 @@ int cmd_model(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 /* `reel health`: GET /healthz from a worker, for container healthchecks. */
 int cmd_health(int argc, char **argv);
+/* `reel train speech` / `reel eval speech` (workers/cli_speech.c). */
+int cmd_train_speech(int argc, char **argv);
+int cmd_eval_speech(int argc, char **argv);
+
+/* Speech recognition of audio clips: GMM-HMM / DNN-HMM words
+ * (workers/transcribe.c). */
+extern const worker_def_t transcribe_worker;
 
 #endif
