@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 
 cd "$REEL_SOURCE_DIR"
-"$REEL" demo --state "$WORK/state" --events 2000 ${DEMO_ARGS:-} >"$WORK/demo.out" 2>"$WORK/demo.err" ||
+"$REEL" demo --quick --state "$WORK/state" --events 2000 ${DEMO_ARGS:-} >"$WORK/demo.out" 2>"$WORK/demo.err" ||
     fail "reel demo exited $?: $(tail -20 "$WORK/demo.out")"
 cat "$WORK/demo.out"
 grep -q '^OK: every worker ran to the end' "$WORK/demo.out" || fail "no OK line"

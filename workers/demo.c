@@ -52,6 +52,7 @@ typedef struct demo_opts {
     long events;
     int posters, clips, reviews;
     int retrain;
+    int quick; /* small trainings, for tests */
     int verbose;
 } demo_opts_t;
 
@@ -798,7 +799,7 @@ static void summary_tally(const char *what, const tally_t *t, long expected) {
 int cmd_demo(int argc, char **argv) {
     demo_t d;
     memset(&d, 0, sizeof d);
-    d.o = (demo_opts_t){NULL, NULL, NULL, 5000, 40, 40, 60, 0, 0};
+    d.o = (demo_opts_t){NULL, NULL, NULL, 5000, 40, 40, 60, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--bootstrap-servers") == 0 && i + 1 < argc)
             d.o.bootstrap = argv[++i];
@@ -816,13 +817,16 @@ int cmd_demo(int argc, char **argv) {
             d.o.reviews = atoi(argv[++i]);
         else if (strcmp(argv[i], "--retrain") == 0)
             d.o.retrain = 1;
+        else if (strcmp(argv[i], "--quick") == 0)
+            d.o.quick = 1;
         else if (strcmp(argv[i], "-v") == 0)
             d.o.verbose = 1;
         else {
             fprintf(stderr,
                     "usage: reel demo [--bootstrap-servers B] [--redis-url U] [--state DIR]\n"
                     "                 [--events N] [--posters N] [--clips N] [--reviews N]\n"
-                    "                 [--retrain] [-v]\n"
+                    "                 [--retrain] [--quick] [-v]\n"
+                    "  --quick      small trainings (seconds, lower accuracy), for tests\n"
                     "  --state DIR  where trained models are cached (default\n"
                     "               $XDG_CACHE_HOME/reel-demo or ~/.cache/reel-demo)\n");
             return 2;
@@ -922,7 +926,10 @@ int cmd_demo(int argc, char **argv) {
             snprintf(path2, sizeof path2, "%s/fashion.rcnn", d.state);
             char *args[] = {"reel",     "train", "image", "--data", fashion,
                             "--epochs", "2",     "--out", path2,    NULL};
-            prepare_model(&d, &d.w[W_TAG], args, "fashion.rcnn");
+            char *quick[] = {"reel",     "train", "image",   "--data", fashion,
+                             "--epochs", "1",     "--limit", "3000",   "--test-limit",
+                             "500",      "--out", path2,     NULL};
+            prepare_model(&d, &d.w[W_TAG], d.o.quick ? quick : args, "fashion.rcnn");
         }
     }
     char fsdd[PATH_MAX] = "";
