@@ -149,9 +149,10 @@ int cmd_model(int argc, char **argv) {
         if (models_remove(st, pos[1], version, err, sizeof err) < 0) goto fail;
         printf("removed %s version %lld\n", pos[1], (long long)version);
     } else { /* get */
-        if (n_pos == 2 && models_current(st, pos[1], &version, err, sizeof err) <= 0) {
-            if (version == 0) snprintf(err, sizeof err, "no %s model is current", pos[1]);
-            goto fail;
+        if (n_pos == 2) {
+            int cur = models_current(st, pos[1], &version, err, sizeof err);
+            if (cur == 0) snprintf(err, sizeof err, "no %s model is current", pos[1]);
+            if (cur <= 0) goto fail;
         }
         if (models_fetch(st, pos[1], version, &data, &len, err, sizeof err) < 0) goto fail;
         FILE *f = fopen(out_path, "wb");
