@@ -32,6 +32,7 @@ static const subcommand_t subcommands[] = {
     {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
     {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
     {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
+    {"train", "image", cmd_train_image},  {"eval", "image", cmd_eval_image},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {
@@ -86,6 +87,8 @@ static void usage(FILE *out) {
         "                                              offline quality of the recommenders\n"
         "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
+        "  train image --data SRC [--arch F] [--epochs N] --out FILE [--model cnn|svm-linear|svm-rbf]\n"
+        "  eval image --data SRC --model FILE [--embed CNN]  image classifiers (docs/tag.md)\n"
         "  config                                      every configuration key\n"
         "  version                                     the version\n"
         "\n"

@@ -38,5 +38,8 @@ int cmd_consume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 /* `reel model push|list|rollback|remove|get`: the model registry (pipeline/models.h). */
 int cmd_model(int argc, char **argv);
+/* `reel train image` and `reel eval image` (workers/cli_image.c). */
+int cmd_train_image(int argc, char **argv);
+int cmd_eval_image(int argc, char **argv);
 
 #endif
