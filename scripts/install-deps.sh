@@ -6,7 +6,8 @@ set -eu
 PACKAGES="build-essential cmake pkg-config git ca-certificates
 librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libsndfile1-dev
 libmicrohttpd-dev libcmocka-dev libjansson-dev libjpeg-dev libpng-dev
-libsamplerate0-dev clang libclang-rt-14-dev redis-server redis-tools kafkacat jq procps curl python3"
+libsamplerate0-dev clang libclang-rt-14-dev redis-server redis-tools kafkacat jq procps curl python3
+python3-numpy python3-pil dataset-fashion-mnist zlib1g-dev"
 
 missing=""
 for p in $PACKAGES; do

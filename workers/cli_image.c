@@ -17,8 +17,8 @@
 #include "kernels/vision/svm.h"
 #include "workers/workers.h"
 
-static const char *const fashion_labels[10] = {"t-shirt/top", "trouser", "pullover", "dress",
-                                               "coat",        "sandal",  "shirt",    "sneaker",
+static const char *const fashion_labels[10] = {"t-shirt/top", "trouser",   "pullover", "dress",
+                                               "coat",        "sandal",    "shirt",    "sneaker",
                                                "bag",         "ankle boot"};
 
 typedef struct dataset {
@@ -283,9 +283,12 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
     }
     fputc('"', f);
 }
@@ -320,8 +323,8 @@ static double report(const char *model, const dataset_t *d, const int *pred, dou
     return acc;
 }
 
-static void progress_bar(int epoch, int epochs, size_t done, size_t total, double loss,
-                         double acc, double rate) {
+static void progress_bar(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
+                         double rate) {
     static double last;
     double t = now_s();
     int tty = isatty(2);
@@ -381,8 +384,8 @@ static char *slurp(const char *path, size_t *len, char *err, size_t errn) {
     char *buf = NULL;
     long sz = -1;
     if (fseek(f, 0, SEEK_END) == 0) sz = ftell(f);
-    if (sz >= 0 && sz < (1L << 30) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz + 1)) &&
-        fread(buf, 1, (size_t)sz, f) == (size_t)sz) {
+    if (sz >= 0 && sz < (1L << 30) && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)sz + 1)) && fread(buf, 1, (size_t)sz, f) == (size_t)sz) {
         buf[sz] = 0;
         *len = (size_t)sz;
     } else {
@@ -414,17 +417,16 @@ typedef struct image_opts {
 } image_opts_t;
 
 static void image_usage(FILE *f) {
-    fprintf(f,
-            "usage: reel train image --data SRC [--arch FILE] [--epochs N] --out FILE\n"
-            "           [--model cnn|svm-linear|svm-rbf] [--embed CNN_FILE] [--limit N]\n"
-            "           [--batch 64] [--lr 0.001] [--lr-decay 1] [--optimizer adam|sgd]\n"
-            "           [--size WxH] [--channels 1|3] [--C 1] [--gamma G] [--seed N]\n"
-            "           [--threads 1] [--test-limit N]\n"
-            "       reel eval image --data SRC --model FILE [--embed CNN_FILE] [--limit N]\n"
-            "SRC: a folder with IDX files (train-images-idx3-ubyte[.gz], t10k-...), or a\n"
-            "folder per class (SRC/train/<label>/ and SRC/test/<label>/, or SRC/<label>/\n"
-            "with every 5th file held out for testing). train reads the training part and\n"
-            "reports test accuracy per epoch; eval reads the test part.\n");
+    fprintf(f, "usage: reel train image --data SRC [--arch FILE] [--epochs N] --out FILE\n"
+               "           [--model cnn|svm-linear|svm-rbf] [--embed CNN_FILE] [--limit N]\n"
+               "           [--batch 64] [--lr 0.001] [--lr-decay 1] [--optimizer adam|sgd]\n"
+               "           [--size WxH] [--channels 1|3] [--C 1] [--gamma G] [--seed N]\n"
+               "           [--threads 1] [--test-limit N]\n"
+               "       reel eval image --data SRC --model FILE [--embed CNN_FILE] [--limit N]\n"
+               "SRC: a folder with IDX files (train-images-idx3-ubyte[.gz], t10k-...), or a\n"
+               "folder per class (SRC/train/<label>/ and SRC/test/<label>/, or SRC/<label>/\n"
+               "with every 5th file held out for testing). train reads the training part and\n"
+               "reports test accuracy per epoch; eval reads the test part.\n");
 }
 
 static int parse_opts(int argc, char **argv, image_opts_t *o) {
@@ -442,23 +444,40 @@ static int parse_opts(int argc, char **argv, image_opts_t *o) {
             return -1;
         }
         i++;
-        if (strcmp(a, "--data") == 0) o->data.src = v;
-        else if (strcmp(a, "--arch") == 0) o->arch = v;
-        else if (strcmp(a, "--out") == 0) o->out = v;
-        else if (strcmp(a, "--model") == 0) o->model = v;
-        else if (strcmp(a, "--embed") == 0) o->embed = v;
-        else if (strcmp(a, "--optimizer") == 0) o->optimizer = v;
-        else if (strcmp(a, "--epochs") == 0) o->epochs = atoi(v);
-        else if (strcmp(a, "--batch") == 0) o->batch = atoi(v);
-        else if (strcmp(a, "--threads") == 0) o->threads = atoi(v);
-        else if (strcmp(a, "--limit") == 0) o->data.limit = atoi(v);
-        else if (strcmp(a, "--test-limit") == 0) o->test_limit = atoi(v);
-        else if (strcmp(a, "--channels") == 0) o->data.channels = atoi(v);
-        else if (strcmp(a, "--lr") == 0) o->lr = strtof(v, NULL);
-        else if (strcmp(a, "--lr-decay") == 0) o->lr_decay = strtof(v, NULL);
-        else if (strcmp(a, "--C") == 0) o->c = strtof(v, NULL);
-        else if (strcmp(a, "--gamma") == 0) o->gamma = strtof(v, NULL);
-        else if (strcmp(a, "--seed") == 0) o->seed = strtoull(v, NULL, 10);
+        if (strcmp(a, "--data") == 0)
+            o->data.src = v;
+        else if (strcmp(a, "--arch") == 0)
+            o->arch = v;
+        else if (strcmp(a, "--out") == 0)
+            o->out = v;
+        else if (strcmp(a, "--model") == 0)
+            o->model = v;
+        else if (strcmp(a, "--embed") == 0)
+            o->embed = v;
+        else if (strcmp(a, "--optimizer") == 0)
+            o->optimizer = v;
+        else if (strcmp(a, "--epochs") == 0)
+            o->epochs = atoi(v);
+        else if (strcmp(a, "--batch") == 0)
+            o->batch = atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            o->threads = atoi(v);
+        else if (strcmp(a, "--limit") == 0)
+            o->data.limit = atoi(v);
+        else if (strcmp(a, "--test-limit") == 0)
+            o->test_limit = atoi(v);
+        else if (strcmp(a, "--channels") == 0)
+            o->data.channels = atoi(v);
+        else if (strcmp(a, "--lr") == 0)
+            o->lr = strtof(v, NULL);
+        else if (strcmp(a, "--lr-decay") == 0)
+            o->lr_decay = strtof(v, NULL);
+        else if (strcmp(a, "--C") == 0)
+            o->c = strtof(v, NULL);
+        else if (strcmp(a, "--gamma") == 0)
+            o->gamma = strtof(v, NULL);
+        else if (strcmp(a, "--seed") == 0)
+            o->seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--size") == 0) {
             if (sscanf(v, "%dx%d", &o->data.width, &o->data.height) != 2) {
                 if (sscanf(v, "%d", &o->data.width) != 1) return -1;
@@ -474,8 +493,8 @@ static int parse_opts(int argc, char **argv, image_opts_t *o) {
         return -1;
     }
     if (o->epochs <= 0 || o->batch <= 0 || o->batch > 4096 || o->threads <= 0 ||
-        (o->data.channels && o->data.channels != 1 && o->data.channels != 3) ||
-        o->data.width < 0 || o->data.height < 0 || o->data.width > 1024 || o->data.height > 1024) {
+        (o->data.channels && o->data.channels != 1 && o->data.channels != 3) || o->data.width < 0 ||
+        o->data.height < 0 || o->data.width > 1024 || o->data.height > 1024) {
         fprintf(stderr, "reel: bad option value\n");
         return -1;
     }
@@ -491,8 +510,8 @@ static int train_cnn(const image_opts_t *o, dataset_t *tr, dataset_t *te) {
         fprintf(stderr, "reel: %s\n", o->arch ? err : "out of memory");
         return 1;
     }
-    cnn_t *net = cnn_new(arch, tr->c, tr->h, tr->w, tr->k, (const char *const *)tr->labels, err,
-                         sizeof err);
+    cnn_t *net =
+        cnn_new(arch, tr->c, tr->h, tr->w, tr->k, (const char *const *)tr->labels, err, sizeof err);
     free(arch);
     if (!net || cnn_set_batch(net, o->batch, err, sizeof err) < 0) {
         fprintf(stderr, "reel: %s\n", err);
@@ -500,7 +519,8 @@ static int train_cnn(const image_opts_t *o, dataset_t *tr, dataset_t *te) {
         return 1;
     }
     cnn_init(net, o->seed);
-    cnn_opt_t opt = strcmp(o->optimizer, "sgd") == 0 ? cnn_opt_sgd(o->lr, 0.9f) : cnn_opt_adam(o->lr);
+    cnn_opt_t opt =
+        strcmp(o->optimizer, "sgd") == 0 ? cnn_opt_sgd(o->lr, 0.9f) : cnn_opt_adam(o->lr);
     size_t dim = (size_t)tr->c * tr->h * tr->w;
     int *perm = malloc((size_t)tr->n * sizeof(int)), *yb = malloc((size_t)o->batch * sizeof(int));
     float *xb = malloc((size_t)o->batch * dim * sizeof(float));
@@ -526,7 +546,8 @@ static int train_cnn(const image_opts_t *o, dataset_t *tr, dataset_t *te) {
         for (int i = 0; i < tr->n; i += o->batch) {
             int nb = tr->n - i < o->batch ? tr->n - i : o->batch;
             for (int b = 0; b < nb; b++) {
-                memcpy(xb + (size_t)b * dim, tr->x + (size_t)perm[i + b] * dim, dim * sizeof(float));
+                memcpy(xb + (size_t)b * dim, tr->x + (size_t)perm[i + b] * dim,
+                       dim * sizeof(float));
                 yb[b] = tr->y[perm[i + b]];
             }
             const float *p = cnn_forward(net, xb, nb, 1);
@@ -543,8 +564,8 @@ static int train_cnn(const image_opts_t *o, dataset_t *tr, dataset_t *te) {
                 goto out;
             }
             seen += (size_t)nb;
-            progress_bar(e, o->epochs, seen, (size_t)tr->n, loss_sum / seen,
-                         (double)correct / seen, seen / (now_s() - t0));
+            progress_bar(e, o->epochs, seen, (size_t)tr->n, loss_sum / seen, (double)correct / seen,
+                         seen / (now_s() - t0));
         }
         double secs = now_s() - t0;
         total_train += secs;
@@ -658,8 +679,10 @@ int cmd_train_image(int argc, char **argv) {
     }
     const char *model = o.model ? o.model : "cnn";
     svm_kind_t kind = SVM_LINEAR;
-    if (strcmp(model, "svm-linear") == 0) kind = SVM_LINEAR;
-    else if (strcmp(model, "svm-rbf") == 0) kind = SVM_RBF;
+    if (strcmp(model, "svm-linear") == 0)
+        kind = SVM_LINEAR;
+    else if (strcmp(model, "svm-rbf") == 0)
+        kind = SVM_RBF;
     else if (strcmp(model, "cnn") != 0) {
         fprintf(stderr, "reel train image: --model cnn|svm-linear|svm-rbf\n");
         return 2;
@@ -729,7 +752,8 @@ int cmd_eval_image(int argc, char **argv) {
         if (svm && svm->features == SVM_EMBEDDING) {
             size_t el;
             char *eb = o.embed ? slurp(o.embed, &el, err, sizeof err) : NULL;
-            if (!o.embed) snprintf(err, sizeof err, "this SVM works on CNN embeddings: --embed FILE");
+            if (!o.embed)
+                snprintf(err, sizeof err, "this SVM works on CNN embeddings: --embed FILE");
             embed = eb ? cnn_load_mem(eb, el, err, sizeof err) : NULL;
             free(eb);
             if (!embed) {
@@ -781,8 +805,10 @@ int cmd_eval_image(int argc, char **argv) {
         free(probs);
         if (x != te.x) free(x);
     }
-    report(net ? "cnn" : svm->kind == SVM_LINEAR ? "svm-linear" : "svm-rbf", &te, pred,
-           now_s() - t0);
+    report(net                       ? "cnn"
+           : svm->kind == SVM_LINEAR ? "svm-linear"
+                                     : "svm-rbf",
+           &te, pred, now_s() - t0);
     free(pred);
     rc = 0;
 out:

@@ -11,7 +11,7 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &tag_worker, NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -33,6 +33,7 @@ static const subcommand_t subcommands[] = {
     {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
     {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
     {"train", "image", cmd_train_image},  {"eval", "image", cmd_eval_image},
+    {"moderation", NULL, cmd_moderation},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {
@@ -89,6 +90,8 @@ static void usage(FILE *out) {
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
         "  train image --data SRC [--arch F] [--epochs N] --out FILE [--model cnn|svm-linear|svm-rbf]\n"
         "  eval image --data SRC --model FILE [--embed CNN]  image classifiers (docs/tag.md)\n"
+        "  moderation add FILE --label L | list | remove HASH|FILE | hash FILE\n"
+        "                                              the tag worker's blocklist\n"
         "  config                                      every configuration key\n"
         "  version                                     the version\n"
         "\n"

@@ -55,7 +55,8 @@ static int check_size(const img_limits_t *lim, uint64_t w, uint64_t h, char *err
         return -1;
     }
     if (w > (uint64_t)lim->max_side || h > (uint64_t)lim->max_side || w * h > lim->max_pixels) {
-        snprintf(errstr, n, "image of %llux%llu pixels exceeds the limits (%d per side, %llu pixels)",
+        snprintf(errstr, n,
+                 "image of %llux%llu pixels exceeds the limits (%d per side, %llu pixels)",
                  (unsigned long long)w, (unsigned long long)h, lim->max_side,
                  (unsigned long long)lim->max_pixels);
         return -1;
@@ -215,7 +216,10 @@ static int decode_png(const unsigned char *data, size_t len, const img_limits_t 
         return -1;
     }
     png_set_read_fn(png, &src, png_read_mem);
-    png_set_user_limits(png, (png_uint_32)lim->max_side, (png_uint_32)lim->max_side);
+    /* libpng's own size limits would refuse a huge header with a vaguer
+     * "Invalid IHDR data"; check_size() below gives the reason instead, still
+     * before any pixel buffer exists. */
+    png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu);
     /* ancillary chunks (text, ICC profiles) are bounded too */
     png_set_chunk_malloc_max(png, 8u << 20);
     png_read_info(png, info);

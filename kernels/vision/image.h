@@ -64,7 +64,9 @@ void img_to_input(const img_t *im, int channels, int h, int w, float *out);
  * coefficient (0,0)). Near-duplicates (re-encoded, resized, slightly
  * recoloured) differ in few bits. */
 uint64_t img_phash(const img_t *im);
-static inline int img_hamming(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
+static inline int img_hamming(uint64_t a, uint64_t b) {
+    return __builtin_popcountll(a ^ b);
+}
 
 /* Up to k most frequent colours (RGB quantized to 4 bits per channel, each
  * reported as the mean of its pixels) into rgb_out[] as 0xRRGGBB, most

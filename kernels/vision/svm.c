@@ -71,8 +71,10 @@ static void platt_fit(const float *f, const unsigned char *t, int n, float *a_ou
         double h11 = 1e-12, h22 = 1e-12, h21 = 0, g1 = 0, g2 = 0;
         for (int i = 0; i < n; i++) {
             double z = f[i] * A + B, p, q;
-            if (z >= 0) p = exp(-z) / (1 + exp(-z)), q = 1 / (1 + exp(-z));
-            else p = 1 / (1 + exp(z)), q = exp(z) / (1 + exp(z));
+            if (z >= 0)
+                p = exp(-z) / (1 + exp(-z)), q = 1 / (1 + exp(-z));
+            else
+                p = 1 / (1 + exp(z)), q = exp(z) / (1 + exp(z));
             double d2 = p * q, d1 = TGT(i) - p;
             h11 += (double)f[i] * f[i] * d2, h22 += d2, h21 += f[i] * d2;
             g1 += f[i] * d1, g2 += d1;
@@ -121,8 +123,10 @@ static void linear_one(const float *x, const int *y, int n, int dim, int cls, co
             const float *xi = x + (size_t)i * dim;
             float yi = y[i] == cls ? 1.0f : -1.0f;
             float g = yi * (cblas_sdot(dim, w, 1, xi, 1) + bias) - 1.0f, pg = g;
-            if (alpha[i] == 0.0f) pg = g < 0 ? g : 0;
-            else if (alpha[i] == C) pg = g > 0 ? g : 0;
+            if (alpha[i] == 0.0f)
+                pg = g < 0 ? g : 0;
+            else if (alpha[i] == C)
+                pg = g > 0 ? g : 0;
             if (pg > maxpg) maxpg = pg;
             if (pg < minpg) minpg = pg;
             if (fabsf(pg) < 1e-12f) continue;
@@ -218,11 +222,15 @@ static int smo_one(const float *K, const int *y, int n, int cls, float C, float 
     for (int t = 0; t < n; t++) {
         double yt = YY(t), yg = yt * G[t];
         if (alpha[t] >= C) {
-            if (yt < 0) ub = fmin(ub, yg);
-            else lb = fmax(lb, yg);
+            if (yt < 0)
+                ub = fmin(ub, yg);
+            else
+                lb = fmax(lb, yg);
         } else if (alpha[t] <= 0) {
-            if (yt > 0) ub = fmin(ub, yg);
-            else lb = fmax(lb, yg);
+            if (yt > 0)
+                ub = fmin(ub, yg);
+            else
+                lb = fmax(lb, yg);
         } else {
             nfree++, sum += yg;
         }
@@ -242,8 +250,8 @@ svm_t *svm_train(svm_kind_t kind, const float *x, const int *y, int n, int dim, 
     }
     if (kind == SVM_RBF && n > SVM_RBF_MAX_N) {
         snprintf(errstr, errstr_size,
-                 "svm-rbf keeps the %dx%d kernel matrix in memory: at most %d samples (--limit)",
-                 n, n, SVM_RBF_MAX_N);
+                 "svm-rbf keeps the %dx%d kernel matrix in memory: at most %d samples (--limit)", n,
+                 n, SVM_RBF_MAX_N);
         return NULL;
     }
     svm_t *m = svm_alloc(kind, k, dim, labels);
@@ -254,7 +262,8 @@ svm_t *svm_train(svm_kind_t kind, const float *x, const int *y, int n, int dim, 
     double *da = NULL, *dg = NULL;
     unsigned char *is_sv = NULL;
     if (!m || !qd || !fvals || !alpha || !order || !t) goto oom;
-    for (int i = 0; i < n; i++) qd[i] = cblas_sdot(dim, x + (size_t)i * dim, 1, x + (size_t)i * dim, 1);
+    for (int i = 0; i < n; i++)
+        qd[i] = cblas_sdot(dim, x + (size_t)i * dim, 1, x + (size_t)i * dim, 1);
     if (kind == SVM_LINEAR) {
         for (int i = 0; i < n; i++) qd[i] += 1.0f; /* the bias feature */
         for (int c = 0; c < k; c++) {
@@ -320,7 +329,8 @@ svm_t *svm_train(svm_kind_t kind, const float *x, const int *y, int n, int dim, 
             memcpy(m->sv + (size_t)s * dim, x + (size_t)i * dim, (size_t)dim * sizeof(float));
             m->sv_norm[s] = qd[i];
             for (int c = 0; c < k; c++)
-                m->coef[(size_t)c * nsv + s] = (float)(da[(size_t)c * n + i] * (y[i] == c ? 1 : -1));
+                m->coef[(size_t)c * nsv + s] =
+                    (float)(da[(size_t)c * n + i] * (y[i] == c ? 1 : -1));
             s++;
         }
     }
@@ -347,8 +357,8 @@ void svm_decision(svm_t *m, const float *x, float *scores) {
                 m->kbuf, 1);
     for (int s = 0; s < m->n_sv; s++)
         m->kbuf[s] = expf(-m->gamma * fmaxf(m->kbuf[s] + xn + m->sv_norm[s], 0.0f));
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->n_classes, m->n_sv, 1.0f, m->coef, m->n_sv,
-                m->kbuf, 1, 0.0f, scores, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, m->n_classes, m->n_sv, 1.0f, m->coef, m->n_sv, m->kbuf,
+                1, 0.0f, scores, 1);
     for (int c = 0; c < m->n_classes; c++) scores[c] += m->b[c];
 }
 
