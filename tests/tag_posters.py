@@ -95,7 +95,16 @@ def main():
     ap.add_argument("--prefix", default="p")
     ap.add_argument("--bad", action="store_true")
     ap.add_argument("--layout", default="", help="one layout for all (default: rotate)")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="instead: N synthetic 500x750 colour JPEG posters (bench)")
     a = ap.parse_args()
+    if a.synthetic:
+        with open(a.out + "/posters.jsonl", "w") as f:
+            for i in range(a.synthetic):
+                buf = io.BytesIO()
+                synthetic(1000 + i).save(buf, "JPEG", quality=85)
+                f.write(poster("%s%d" % (a.prefix, i), buf.getvalue(), "image/jpeg") + "\n")
+        return
     imgs, labels = fashion_test(a.n, a.offset)
     lines, truth, bad = [], [], []
     for i, (arr, lab) in enumerate(zip(imgs, labels)):

@@ -74,7 +74,15 @@ static void test_linear_separates_blobs(void **state) {
     /* Platt: a larger decision value means a larger probability, and the
      * probabilities sum to 1 */
     for (int c = 0; c < K; c++) assert_true(m->platt_a[c] < 0);
-    float probs[K];
+    float probs[K], scores[K];
+    /* the predicted class is the largest decision value, for every sample */
+    for (int i = 0; i < N; i++) {
+        svm_decision(m, xt + i * D, scores);
+        int best = 0;
+        for (int c = 1; c < K; c++)
+            if (scores[c] > scores[best]) best = c;
+        assert_int_equal(svm_predict(m, xt + i * D, probs), best);
+    }
     svm_predict(m, xt, probs);
     assert_true(fabsf(probs[0] + probs[1] + probs[2] + probs[3] - 1.0f) < 1e-5f);
     svm_free(m);

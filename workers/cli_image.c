@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,6 +372,14 @@ static float *embed_all(cnn_t *net, const dataset_t *d, size_t *dim_out) {
         cnn_forward(net, d->x + (size_t)i * in, nb, 0);
         memcpy(e + (size_t)i * dim, cnn_embedding(net, &dim), (size_t)nb * dim * sizeof(float));
     }
+    /* L2-normalized, as the tag worker stores and classifies them */
+    for (int i = 0; i < d->n; i++) {
+        float *r = e + (size_t)i * dim;
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++) ss += (double)r[j] * r[j];
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (size_t j = 0; j < dim; j++) r[j] *= inv;
+    }
     *dim_out = dim;
     return e;
 }
@@ -420,7 +429,7 @@ static void image_usage(FILE *f) {
     fprintf(f, "usage: reel train image --data SRC [--arch FILE] [--epochs N] --out FILE\n"
                "           [--model cnn|svm-linear|svm-rbf] [--embed CNN_FILE] [--limit N]\n"
                "           [--batch 64] [--lr 0.001] [--lr-decay 1] [--optimizer adam|sgd]\n"
-               "           [--size WxH] [--channels 1|3] [--C 1] [--gamma G] [--seed N]\n"
+               "           [--size WxH] [--channels 1|3] [--C C] [--gamma G] [--seed N]\n"
                "           [--threads 1] [--test-limit N]\n"
                "       reel eval image --data SRC --model FILE [--embed CNN_FILE] [--limit N]\n"
                "SRC: a folder with IDX files (train-images-idx3-ubyte[.gz], t10k-...), or a\n"
@@ -432,7 +441,7 @@ static void image_usage(FILE *f) {
 static int parse_opts(int argc, char **argv, image_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->epochs = 10, o->batch = 64, o->threads = 1, o->lr = 1e-3f, o->lr_decay = 1.0f;
-    o->c = 1.0f, o->seed = 1, o->optimizer = "adam";
+    o->c = 0.0f, o->seed = 1, o->optimizer = "adam";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -631,7 +640,8 @@ static int train_svm(const image_opts_t *o, dataset_t *tr, dataset_t *te, svm_ki
         return 1;
     }
     svm_params_t p = svm_defaults(kind);
-    p.c = o->c;
+    /* embeddings are unit vectors: a looser box fits them better */
+    p.c = o->c > 0 ? o->c : net ? 10.0f : 1.0f;
     if (o->gamma > 0) p.gamma = o->gamma;
     p.seed = o->seed;
     svm_t *m = svm_train(kind, x, tr->y, tr->n, (int)dim, tr->k, (const char *const *)tr->labels,

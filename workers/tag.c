@@ -361,8 +361,8 @@ static int classify(tag_state_t *st, size_t *emb_dim) {
         }
         if (!(st->use_svm && st->svm)) return net->n_classes;
         if ((size_t)st->svm->dim != dim || !e) return net->n_classes; /* mismatch: CNN labels */
-        /* the SVM was trained on raw (unnormalized) embeddings */
-        svm_predict(st->svm, e, st->probs);
+        /* the SVM was trained on L2-normalized embeddings (cli_image.c) */
+        svm_predict(st->svm, st->emb, st->probs);
         return st->svm->n_classes;
     }
     if (svm_pixels) {

@@ -812,7 +812,7 @@ static int get(rbuf_t *r, void *out, size_t n) {
 cnn_t *cnn_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size) {
     rbuf_t r = {data, len, 0};
     char magic[4];
-    uint32_t ver, c, h, w, k, alen;
+    uint32_t ver = 0, c = 0, h = 0, w = 0, k = 0, alen = 0;
     char *arch = NULL, **labels = NULL;
     cnn_t *net = NULL;
     if (len < 16 || get(&r, magic, 4) || memcmp(magic, "RCNN", 4) != 0) {

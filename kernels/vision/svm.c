@@ -366,8 +366,9 @@ int svm_predict(svm_t *m, const float *x, float *probs) {
     svm_decision(m, x, probs);
     int best = 0;
     double sum = 0;
-    for (int c = 0; c < m->n_classes; c++) {
+    for (int c = 1; c < m->n_classes; c++)
         if (probs[c] > probs[best]) best = c;
+    for (int c = 0; c < m->n_classes; c++) {
         probs[c] = 1.0f / (1.0f + expf(m->platt_a[c] * probs[c] + m->platt_b[c]));
         sum += probs[c];
     }

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""PyTorch reference for bench/image/run: the seed architecture
+(Conv32-MaxPool-Conv64-MaxPool-Conv64-Dense64-Dense10, ReLU, valid
+convolutions), Adam lr 1e-3, batch 64, the same Fashion-MNIST files and
+scaling to [0, 1] as `reel train image`, on one thread.
+
+Prints one JSON line per epoch and one with inference images/s at batch 1
+and 32 over the test set."""
+import argparse
+import gzip
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+ap.add_argument("--epochs", type=int, default=1)
+ap.add_argument("--limit", type=int, default=0)
+ap.add_argument("--lr-decay", type=float, default=1.0)
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--infer-n", type=int, default=10000)
+a = ap.parse_args()
+torch.set_num_threads(a.threads)
+torch.manual_seed(1)
+
+
+def idx(prefix):
+    with gzip.open("%s/%s-images-idx3-ubyte.gz" % (a.data, prefix)) as f:
+        x = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 1, 28, 28).astype(np.float32) / 255
+    with gzip.open("%s/%s-labels-idx1-ubyte.gz" % (a.data, prefix)) as f:
+        y = np.frombuffer(f.read()[8:], np.uint8).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+xtr, ytr = idx("train")
+xte, yte = idx("t10k")
+if a.limit:
+    xtr, ytr = xtr[: a.limit], ytr[: a.limit]
+
+net = nn.Sequential(
+    nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
+    nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10))
+opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+sched = torch.optim.lr_scheduler.ExponentialLR(opt, a.lr_decay)
+lossf = nn.CrossEntropyLoss()
+
+
+def test_acc():
+    net.eval()
+    with torch.no_grad():
+        ok = sum((net(xte[i:i + 256]).argmax(1) == yte[i:i + 256]).sum().item()
+                 for i in range(0, len(xte), 256))
+    net.train()
+    return ok / len(xte)
+
+
+for ep in range(1, a.epochs + 1):
+    perm = torch.randperm(len(xtr))
+    t0 = time.perf_counter()
+    tot, correct, n = 0.0, 0, 0
+    for i in range(0, len(xtr), 64):
+        b = perm[i:i + 64]
+        xb, yb = xtr[b], ytr[b]
+        opt.zero_grad()
+        out = net(xb)
+        loss = lossf(out, yb)
+        loss.backward()
+        opt.step()
+        tot += loss.item() * len(b)
+        correct += (out.argmax(1) == yb).sum().item()
+        n += len(b)
+    secs = time.perf_counter() - t0
+    sched.step()
+    print(json.dumps({"epoch": ep, "loss": round(tot / n, 4), "train_accuracy": round(correct / n, 4),
+                      "test_accuracy": round(test_acc(), 4), "seconds": round(secs, 2)}), flush=True)
+
+net.eval()
+res = {}
+with torch.no_grad():
+    for bs in (1, 32):
+        n = min(a.infer_n, len(xte)) if bs == 32 else min(a.infer_n, 2000)
+        t0 = time.perf_counter()
+        for i in range(0, n, bs):
+            net(xte[i:i + bs])
+        res["images_per_s_batch%d" % bs] = round(n / (time.perf_counter() - t0), 1)
+print(json.dumps(res), flush=True)
