@@ -1,4 +1,9 @@
 /* cnn.c: see cnn.h. */
+/* The element-wise loops here (ReLU gates, bias, col2im, pooling) are most
+ * of a training step besides sgemm; -O2 leaves them scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
 #include "kernels/vision/cnn.h"
 
 #include <cblas.h>
@@ -260,6 +265,7 @@ void cnn_free(cnn_t *net) {
         free(net->layers[i].delta);
         free(net->layers[i].idx);
         free(net->layers[i].mask);
+        free(net->layers[i].col);
     }
     if (net->labels)
         for (int i = 0; i < net->n_classes; i++) free(net->labels[i]);
@@ -332,8 +338,8 @@ int cnn_set_batch(cnn_t *net, int max_batch, char *errstr, size_t errstr_size) {
     for (int i = 0; i < net->n_layers; i++) {
         cnn_layer_t *l = &net->layers[i];
         size_t n = l->out_size * (size_t)max_batch;
-        free(l->out), free(l->delta), free(l->idx), free(l->mask);
-        l->idx = NULL, l->mask = NULL;
+        free(l->out), free(l->delta), free(l->idx), free(l->mask), free(l->col);
+        l->idx = NULL, l->mask = NULL, l->col = NULL;
         l->out = malloc(n * sizeof(float));
         l->delta = malloc(n * sizeof(float));
         if (!l->out || !l->delta) goto oom;
@@ -344,6 +350,7 @@ int cnn_set_batch(cnn_t *net, int max_batch, char *errstr, size_t errstr_size) {
             size_t ckk = (size_t)l->in_c * l->size * l->size;
             if (ckk * p > col) col = ckk * p;
             if ((size_t)l->out_c * p > tmp) tmp = (size_t)l->out_c * p;
+            if (!(l->col = malloc(ckk * p * sizeof(float)))) goto oom;
         }
     }
     free(net->col), free(net->tmp);
@@ -389,7 +396,12 @@ void cnn_init(cnn_t *net, uint64_t seed) {
 
 /* Unfolds one sample x [C][H][W] into col rows (c, ki, kj), each of
  * OH*OW values, rows ld floats apart. */
-static void im2col(const float *restrict x, const cnn_layer_t *l, float *restrict col, size_t ld) {
+#if defined(__GNUC__) && !defined(__clang__)
+/* rows are a few dozen floats: inline moves beat a memcpy call per row */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
+static void
+im2col(const float *restrict x, const cnn_layer_t *l, float *restrict col, size_t ld) {
     const int C = l->in_c, H = l->in_h, W = l->in_w, K = l->size, S = l->stride, P = l->pad;
     const int OH = l->out_h, OW = l->out_w;
     for (int c = 0; c < C; c++)
@@ -405,7 +417,8 @@ static void im2col(const float *restrict x, const cnn_layer_t *l, float *restric
                     }
                     const float *src = x + ((size_t)c * H + iy) * W;
                     if (S == 1 && P == 0) {
-                        memcpy(d, src + kj, (size_t)OW * sizeof(float));
+                        const float *s = src + kj;
+                        for (int ox = 0; ox < OW; ox++) d[ox] = s[ox];
                         continue;
                     }
                     for (int ox = 0; ox < OW; ox++) {
@@ -427,8 +440,12 @@ static void col2im(const float *restrict col, const cnn_layer_t *l, size_t ld, f
                 for (int oy = 0; oy < OH; oy++) {
                     int iy = oy * S - P + ki;
                     if (iy < 0 || iy >= H) continue;
-                    float *d = dx + ((size_t)c * H + iy) * W;
-                    const float *s = src + oy * OW;
+                    float *restrict d = dx + ((size_t)c * H + iy) * W;
+                    const float *restrict s = src + oy * OW;
+                    if (S == 1 && P == 0) {
+                        for (int ox = 0; ox < OW; ox++) d[ox + kj] += s[ox];
+                        continue;
+                    }
                     for (int ox = 0; ox < OW; ox++) {
                         int ix = ox * S - P + kj;
                         if (ix >= 0 && ix < W) d[ix] += s[ox];
@@ -440,9 +457,9 @@ static void col2im(const float *restrict col, const cnn_layer_t *l, size_t ld, f
 static void conv_forward(cnn_t *net, cnn_layer_t *l, const float *x, int n) {
     const size_t P = (size_t)l->out_h * l->out_w, ld = P * n;
     const int ckk = l->in_c * l->size * l->size;
-    for (int b = 0; b < n; b++) im2col(x + b * l->in_size, l, net->col + b * P, ld);
+    for (int b = 0; b < n; b++) im2col(x + b * l->in_size, l, l->col + b * P, ld);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out_c, (int)ld, ckk, 1.0f, l->w, ckk,
-                net->col, (int)ld, 0.0f, net->tmp, (int)ld);
+                l->col, (int)ld, 0.0f, net->tmp, (int)ld);
     for (int b = 0; b < n; b++)
         for (int oc = 0; oc < l->out_c; oc++) {
             const float *t = net->tmp + oc * ld + b * P;
@@ -463,20 +480,25 @@ static void conv_backward(cnn_t *net, cnn_layer_t *l, const float *x, float *dx,
     const int ckk = l->in_c * l->size * l->size;
     for (int b = 0; b < n; b++)
         for (int oc = 0; oc < l->out_c; oc++) {
-            const float *d = l->delta + b * l->out_size + oc * P;
-            const float *o = l->out + b * l->out_size + oc * P;
-            float *t = net->tmp + oc * ld + b * P;
-            float sum = 0.0f;
-            for (size_t p = 0; p < P; p++) {
-                float g = (l->relu && o[p] <= 0.0f) ? 0.0f : d[p];
-                t[p] = g;
-                sum += g;
-            }
-            l->db[oc] += sum;
+            const float *restrict d = l->delta + b * l->out_size + oc * P;
+            const float *restrict o = l->out + b * l->out_size + oc * P;
+            float *restrict t = net->tmp + oc * ld + b * P;
+            if (l->relu)
+                for (size_t p = 0; p < P; p++) /* branch-free, so it vectorizes */
+                    t[p] = d[p] * (float)(o[p] > 0.0f);
+            else
+                for (size_t p = 0; p < P; p++) t[p] = d[p];
+            /* eight partial sums, so the reduction vectorizes */
+            float s8[8] = {0};
+            size_t p = 0;
+            for (; p + 8 <= P; p += 8)
+                for (int j = 0; j < 8; j++) s8[j] += t[p + j];
+            for (; p < P; p++) s8[0] += t[p];
+            l->db[oc] += ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
         }
-    for (int b = 0; b < n; b++) im2col(x + b * l->in_size, l, net->col + b * P, ld);
+    (void)x; /* its im2col is still in l->col from the forward pass */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, ckk, (int)ld, 1.0f, net->tmp,
-                (int)ld, net->col, (int)ld, 1.0f, l->dw, ckk);
+                (int)ld, l->col, (int)ld, 1.0f, l->dw, ckk);
     if (!dx) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)ld, l->out_c, 1.0f, l->w, ckk,
                 net->tmp, (int)ld, 0.0f, net->col, (int)ld);

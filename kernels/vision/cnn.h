@@ -69,6 +69,7 @@ typedef struct cnn_layer {
     float *delta;             /* gradient of the loss wrt out */
     int *idx;                 /* maxpool: argmax per output */
     float *mask;              /* dropout: 0 or 1/(1-p) per output */
+    float *col;               /* conv: the forward im2col, reused by backward */
 } cnn_layer_t;
 
 typedef struct cnn {
@@ -80,7 +81,7 @@ typedef struct cnn {
     float *params, *grads;
     size_t n_params;
     int max_batch;
-    float *col, *tmp; /* conv scratch, sized for the largest conv */
+    float *col, *tmp; /* conv scratch (backward's dcol; sgemm output) */
     size_t col_size, tmp_size;
     float *opt_m, *opt_v; /* optimizer state, allocated on first step */
     int64_t step;
