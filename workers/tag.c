@@ -81,6 +81,7 @@ typedef struct tag_state {
     float *input; /* model input, c*h*w */
     float *probs; /* n_classes */
     float *emb;   /* normalized embedding */
+    int probs_svm; /* the last classify() used the SVM (labels come from it) */
     size_t input_cap, probs_cap, emb_cap;
     /* moderation */
     block_entry_t *block;
@@ -344,6 +345,7 @@ static int64_t now_ms(void) {
  * Returns the class count, 0 without a model, -1 with errstr. */
 static int classify(tag_state_t *st, size_t *emb_dim) {
     *emb_dim = 0;
+    st->probs_svm = 0;
     cnn_t *net = st->net;
     int svm_pixels = st->use_svm && st->svm && st->svm->features == SVM_PIXELS;
     if (net && !svm_pixels) {
@@ -363,6 +365,7 @@ static int classify(tag_state_t *st, size_t *emb_dim) {
         if ((size_t)st->svm->dim != dim || !e) return net->n_classes; /* mismatch: CNN labels */
         /* the SVM was trained on L2-normalized embeddings (cli_image.c) */
         svm_predict(st->svm, st->emb, st->probs);
+        st->probs_svm = 1;
         return st->svm->n_classes;
     }
     if (svm_pixels) {
@@ -370,13 +373,14 @@ static int classify(tag_state_t *st, size_t *emb_dim) {
         if ((size_t)m->in_c * m->in_h * m->in_w != (size_t)m->dim) return 0;
         img_to_input(&st->im, m->in_c, m->in_h, m->in_w, st->input);
         svm_predict(m, st->input, st->probs);
+        st->probs_svm = 1;
         return m->n_classes;
     }
     return 0;
 }
 
 static const char *class_label(const tag_state_t *st, int c) {
-    if (st->use_svm && st->svm && c < st->svm->n_classes) return st->svm->labels[c];
+    if (st->probs_svm) return st->svm->labels[c];
     return st->net->labels[c];
 }
 
