@@ -62,6 +62,33 @@ static void test_conv_matches_naive(void **state) {
     cnn_free(net);
 }
 
+/* A batch gives the same outputs as its samples one by one, whatever the
+ * im2col block size, and the 2x2 max-pool fast path (train or not) agrees
+ * with the generic loop (a 2x2 window with stride 1 never takes it). */
+static void test_batch_equals_single(void **state) {
+    (void)state;
+    char err[128];
+    cnn_t *net = make(cnn_seed_arch, 1, 28, 28, 10);
+    assert_int_equal(cnn_set_batch(net, 7, err, sizeof err), 0);
+    cnn_init(net, 5);
+    static float x[7 * 784], p1[7 * 10];
+    uint64_t s = 3;
+    for (int i = 0; i < 7 * 784; i++) x[i] = (frand(&s) + 1.0f) / 2.0f;
+    for (int b = 0; b < 7; b++)
+        memcpy(p1 + b * 10, cnn_forward(net, x + b * 784, 1, 0), sizeof(float) * 10);
+    size_t saved = cnn_block_bytes;
+    size_t sizes[] = {saved, 3 * 9 * 676 * sizeof(float), 1};
+    for (int k = 0; k < 3; k++) {
+        cnn_block_bytes = sizes[k];
+        for (int train = 0; train < 2; train++) {
+            const float *p = cnn_forward(net, x, 7, train);
+            for (int i = 0; i < 70; i++) assert_true(fabsf(p[i] - p1[i]) < 1e-5f);
+        }
+    }
+    cnn_block_bytes = saved;
+    cnn_free(net);
+}
+
 /* Pooling and dense layers against direct formulas. */
 static void test_pool_dense_match_naive(void **state) {
     (void)state;
@@ -159,6 +186,20 @@ static void test_gradcheck_conv_pools_dense_dropout(void **state) {
               "[dropout]\nprobability=0.3\n"
               "[dense]\noutput=classes\n[softmax]\n",
               2, 8, 8, 3, 4);
+}
+
+/* The same with convolutions unfolded one or two samples per block, so the
+ * block boundaries in forward and backward are crossed. */
+static void test_gradcheck_small_blocks(void **state) {
+    (void)state;
+    size_t saved = cnn_block_bytes;
+    cnn_block_bytes = 2 * 18 * 64 * sizeof(float); /* 2 samples of the first conv */
+    gradcheck("[conv]\nfilters=3\nsize=3\npad=1\nactivation=relu\n"
+              "[maxpool]\nsize=2\n"
+              "[conv]\nfilters=4\nsize=3\nstride=2\npad=1\n"
+              "[dense]\noutput=classes\n[softmax]\n",
+              2, 8, 8, 3, 5);
+    cnn_block_bytes = saved;
 }
 
 static void test_gradcheck_gap(void **state) {
@@ -293,7 +334,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_matches_naive),
         cmocka_unit_test(test_pool_dense_match_naive),
+        cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_gradcheck_conv_pools_dense_dropout),
+        cmocka_unit_test(test_gradcheck_small_blocks),
         cmocka_unit_test(test_gradcheck_gap),
         cmocka_unit_test(test_training_learns_bars),
         cmocka_unit_test(test_save_load_round_trip),

@@ -11,7 +11,8 @@
 #    60000x60000 headers, zero bytes, a GIF and text labelled as images, a
 #    text/plain content type) go to posters.dlq with their reasons;
 #  - the L2-normalized embedding of every tagged item is in Redis;
-#  - a newly pushed model is picked up without a restart.
+#  - a newly pushed model is picked up without a restart;
+#  - with tag.classifier=svm a linear SVM on the CNN's embedding labels them.
 source "$(dirname "$0")/lib.sh"
 
 PY=/usr/bin/python3
@@ -142,4 +143,36 @@ done
 
 kill -TERM "$WORKER_PID"
 wait "$WORKER_PID" || fail "worker exited with $? on SIGTERM"
-log "PASS: $NGOOD posters tagged ($right/$total right), $NBAD broken ones dead-lettered, moderation, embeddings, hot reload"
+
+# tag.classifier=svm: a linear SVM on the CNN's embedding labels the posters
+# (a second consumer group reads them all again).
+OPENBLAS_NUM_THREADS=1 "$REEL" train image --model svm-linear --embed "$WORK/tiny.rcnn" --data "$FM" \
+    --limit 3000 --test-limit 1000 --out "$WORK/tiny.rsvm" >"$WORK/svm.json" 2>"$WORK/svm.log" ||
+    fail "svm training failed"
+"$REEL" model push "$WORK/tiny.rsvm" -X redis.url="$REDIS_URL" >>"$WORK/push.log" 2>&1 ||
+    fail "svm push failed"
+"$REEL" model list image-svm -X redis.url="$REDIS_URL" | grep -q tiny.rsvm || fail "svm not listed"
+# shellcheck disable=SC2046
+"$REEL" run tag $(reel_opts) -X group.id=svm -X batch.max.ms=500 -X tag.classifier=svm \
+    -X tag.threshold=0.05 2>>"$WORK/worker_svm.log" &
+WORKER_PID=$!
+BG_PIDS+=("$WORKER_PID")
+for _ in $(seq 1 120); do
+    n=$(consume poster-tags | jq -r 'select(.value.model_version == "image-v2+svm-v1") | .value.poster_id' |
+        grep -c '^p' || true)
+    [ "$n" -ge "$total" ] && break
+    sleep 1
+done
+consume poster-tags | jq -c 'select(.value.model_version == "image-v2+svm-v1")' >"$WORK/svm_tags.jsonl"
+right_svm=0
+while IFS=$'\t' read -r pid cls layout; do
+    want=$(jq -r ".per_class[$cls].label" "$WORK/eval.json")
+    got=$(jq -r --arg p "$pid" 'select(.value.poster_id == $p) | .value.labels[0].label // "none"' \
+        "$WORK/svm_tags.jsonl" | head -1)
+    [ "$got" = "$want" ] && right_svm=$((right_svm + 1))
+done <"$WORK/truth.tsv"
+log "SVM: top label right for $right_svm of $total posters"
+[ "$right_svm" -ge $((total * 6 / 10)) ] || fail "SVM top label right for only $right_svm of $total"
+kill -TERM "$WORKER_PID"
+wait "$WORKER_PID" || fail "svm worker exited with $? on SIGTERM"
+log "PASS: $NGOOD posters tagged ($right/$total right, SVM $right_svm), $NBAD broken ones dead-lettered, moderation, embeddings, hot reload"

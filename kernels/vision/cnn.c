@@ -328,6 +328,8 @@ fail:
     return NULL;
 }
 
+static int conv_block(const cnn_layer_t *l);
+
 int cnn_set_batch(cnn_t *net, int max_batch, char *errstr, size_t errstr_size) {
     if (max_batch <= 0 || max_batch > 65536) {
         snprintf(errstr, errstr_size, "bad batch size %d", max_batch);
@@ -346,11 +348,12 @@ int cnn_set_batch(cnn_t *net, int max_batch, char *errstr, size_t errstr_size) {
         if (l->kind == CNN_MAXPOOL && !(l->idx = malloc(n * sizeof(int)))) goto oom;
         if (l->kind == CNN_DROPOUT && !(l->mask = malloc(n * sizeof(float)))) goto oom;
         if (l->kind == CNN_CONV) {
-            size_t p = (size_t)l->out_h * l->out_w * max_batch;
+            size_t P = (size_t)l->out_h * l->out_w;
+            size_t blk = (size_t)(conv_block(l) < max_batch ? conv_block(l) : max_batch) * P;
             size_t ckk = (size_t)l->in_c * l->size * l->size;
-            if (ckk * p > col) col = ckk * p;
-            if ((size_t)l->out_c * p > tmp) tmp = (size_t)l->out_c * p;
-            if (!(l->col = malloc(ckk * p * sizeof(float)))) goto oom;
+            if (ckk * blk > col) col = ckk * blk;
+            if ((size_t)l->out_c * blk > tmp) tmp = (size_t)l->out_c * blk;
+            if (!(l->col = malloc(ckk * P * max_batch * sizeof(float)))) goto oom;
         }
     }
     free(net->col), free(net->tmp);
@@ -454,61 +457,128 @@ static void col2im(const float *restrict col, const cnn_layer_t *l, size_t ld, f
             }
 }
 
+/* Samples per im2col block: a block's columns (ckk x samples x P floats)
+ * stay within about half of a 1 MiB L2, so sgemm reads them from cache. A
+ * whole batch in one block was slower at batch 32 than one sample at a
+ * time. */
+size_t cnn_block_bytes = 512u * 1024u;
+
+static int conv_block(const cnn_layer_t *l) {
+    size_t per = (size_t)l->in_c * l->size * l->size * l->out_h * l->out_w * sizeof(float);
+    size_t nb = cnn_block_bytes / (per ? per : 1);
+    return nb < 1 ? 1 : nb > 4096 ? 4096 : (int)nb;
+}
+
+/* The im2col of samples [b0, b0 + nb) lives at l->col + b0 * ckk * P as a
+ * ckk x (nb * P) matrix; backward reuses it block by block. */
 static void conv_forward(cnn_t *net, cnn_layer_t *l, const float *x, int n) {
-    const size_t P = (size_t)l->out_h * l->out_w, ld = P * n;
-    const int ckk = l->in_c * l->size * l->size;
-    for (int b = 0; b < n; b++) im2col(x + b * l->in_size, l, l->col + b * P, ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out_c, (int)ld, ckk, 1.0f, l->w, ckk,
-                l->col, (int)ld, 0.0f, net->tmp, (int)ld);
+    const size_t P = (size_t)l->out_h * l->out_w;
+    const int ckk = l->in_c * l->size * l->size, bs = conv_block(l);
+    for (int b0 = 0; b0 < n; b0 += bs) {
+        const int nb = n - b0 < bs ? n - b0 : bs;
+        const size_t ld = P * nb;
+        float *col = l->col + (size_t)b0 * ckk * P;
+        for (int b = 0; b < nb; b++) im2col(x + (b0 + b) * l->in_size, l, col + b * P, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->out_c, (int)ld, ckk, 1.0f, l->w,
+                    ckk, col, (int)ld, 0.0f, net->tmp, (int)ld);
+        for (int b = 0; b < nb; b++)
+            for (int oc = 0; oc < l->out_c; oc++) {
+                const float *restrict t = net->tmp + oc * ld + b * P;
+                float *restrict o = l->out + (b0 + b) * l->out_size + oc * P;
+                const float bias = l->b[oc];
+                if (l->relu)
+                    for (size_t p = 0; p < P; p++) {
+                        float v = t[p] + bias;
+                        o[p] = v > 0.0f ? v : 0.0f;
+                    }
+                else
+                    for (size_t p = 0; p < P; p++) o[p] = t[p] + bias;
+            }
+    }
+}
+
+static void conv_backward(cnn_t *net, cnn_layer_t *l, float *dx, int n) {
+    const size_t P = (size_t)l->out_h * l->out_w;
+    const int ckk = l->in_c * l->size * l->size, bs = conv_block(l);
+    if (dx) memset(dx, 0, (size_t)n * l->in_size * sizeof(float));
+    for (int b0 = 0; b0 < n; b0 += bs) {
+        const int nb = n - b0 < bs ? n - b0 : bs;
+        const size_t ld = P * nb;
+        const float *col = l->col + (size_t)b0 * ckk * P;
+        for (int b = 0; b < nb; b++)
+            for (int oc = 0; oc < l->out_c; oc++) {
+                const float *restrict d = l->delta + (b0 + b) * l->out_size + oc * P;
+                const float *restrict o = l->out + (b0 + b) * l->out_size + oc * P;
+                float *restrict t = net->tmp + oc * ld + b * P;
+                if (l->relu)
+                    for (size_t p = 0; p < P; p++) /* branch-free, so it vectorizes */
+                        t[p] = d[p] * (float)(o[p] > 0.0f);
+                else
+                    for (size_t p = 0; p < P; p++) t[p] = d[p];
+                /* eight partial sums, so the reduction vectorizes */
+                float s8[8] = {0};
+                size_t p = 0;
+                for (; p + 8 <= P; p += 8)
+                    for (int j = 0; j < 8; j++) s8[j] += t[p + j];
+                for (; p < P; p++) s8[0] += t[p];
+                l->db[oc] +=
+                    ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, ckk, (int)ld, 1.0f, net->tmp,
+                    (int)ld, col, (int)ld, 1.0f, l->dw, ckk);
+        if (!dx) continue;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)ld, l->out_c, 1.0f, l->w,
+                    ckk, net->tmp, (int)ld, 0.0f, net->col, (int)ld);
+        for (int b = 0; b < nb; b++) col2im(net->col + b * P, l, ld, dx + (b0 + b) * l->in_size);
+    }
+}
+
+/* 2x2 max pooling with stride 2, the common case, without the generic
+ * window loops; argmax indices only when training needs them. Ties keep
+ * the first in scan order, as the generic loop does. */
+static void maxpool2(cnn_layer_t *l, const float *x, int n, int train) {
+    const int H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
     for (int b = 0; b < n; b++)
-        for (int oc = 0; oc < l->out_c; oc++) {
-            const float *t = net->tmp + oc * ld + b * P;
-            float *o = l->out + b * l->out_size + oc * P;
-            const float bias = l->b[oc];
-            if (l->relu)
-                for (size_t p = 0; p < P; p++) {
-                    float v = t[p] + bias;
-                    o[p] = v > 0.0f ? v : 0.0f;
+        for (int c = 0; c < l->out_c; c++) {
+            const float *xc = x + b * l->in_size + (size_t)c * H * W;
+            float *o = l->out + b * l->out_size + (size_t)c * OH * OW;
+            int *idx = train ? l->idx + b * l->out_size + (size_t)c * OH * OW : NULL;
+            for (int oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = xc + 2 * oy * W, *restrict r1 = r0 + W;
+                float *restrict orow = o + oy * OW;
+                if (!idx) {
+                    /* plain compares: fmaxf is a libm call here */
+                    for (int ox = 0; ox < OW; ox++) {
+                        float a = r0[2 * ox], a1 = r0[2 * ox + 1], d = r1[2 * ox],
+                              d1 = r1[2 * ox + 1];
+                        a = a1 > a ? a1 : a;
+                        d = d1 > d ? d1 : d;
+                        orow[ox] = d > a ? d : a;
+                    }
+                    continue;
                 }
-            else
-                for (size_t p = 0; p < P; p++) o[p] = t[p] + bias;
+                int *irow = idx + oy * OW, base = c * H * W + 2 * oy * W;
+                for (int ox = 0; ox < OW; ox++) {
+                    int k = 2 * ox;
+                    float m = r0[k];
+                    int best = base + k;
+                    if (r0[k + 1] > m) m = r0[k + 1], best = base + k + 1;
+                    if (r1[k] > m) m = r1[k], best = base + W + k;
+                    if (r1[k + 1] > m) m = r1[k + 1], best = base + W + k + 1;
+                    orow[ox] = m;
+                    irow[ox] = best;
+                }
+            }
         }
 }
 
-static void conv_backward(cnn_t *net, cnn_layer_t *l, const float *x, float *dx, int n) {
-    const size_t P = (size_t)l->out_h * l->out_w, ld = P * n;
-    const int ckk = l->in_c * l->size * l->size;
-    for (int b = 0; b < n; b++)
-        for (int oc = 0; oc < l->out_c; oc++) {
-            const float *restrict d = l->delta + b * l->out_size + oc * P;
-            const float *restrict o = l->out + b * l->out_size + oc * P;
-            float *restrict t = net->tmp + oc * ld + b * P;
-            if (l->relu)
-                for (size_t p = 0; p < P; p++) /* branch-free, so it vectorizes */
-                    t[p] = d[p] * (float)(o[p] > 0.0f);
-            else
-                for (size_t p = 0; p < P; p++) t[p] = d[p];
-            /* eight partial sums, so the reduction vectorizes */
-            float s8[8] = {0};
-            size_t p = 0;
-            for (; p + 8 <= P; p += 8)
-                for (int j = 0; j < 8; j++) s8[j] += t[p + j];
-            for (; p < P; p++) s8[0] += t[p];
-            l->db[oc] += ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
-        }
-    (void)x; /* its im2col is still in l->col from the forward pass */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, l->out_c, ckk, (int)ld, 1.0f, net->tmp,
-                (int)ld, l->col, (int)ld, 1.0f, l->dw, ckk);
-    if (!dx) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)ld, l->out_c, 1.0f, l->w, ckk,
-                net->tmp, (int)ld, 0.0f, net->col, (int)ld);
-    memset(dx, 0, (size_t)n * l->in_size * sizeof(float));
-    for (int b = 0; b < n; b++) col2im(net->col + b * P, l, ld, dx + b * l->in_size);
-}
-
-static void pool_forward(cnn_layer_t *l, const float *x, int n) {
+static void pool_forward(cnn_layer_t *l, const float *x, int n, int train) {
     const int K = l->size, S = l->stride, H = l->in_h, W = l->in_w;
     const float inv = 1.0f / (float)(K * K);
+    if (l->kind == CNN_MAXPOOL && K == 2 && S == 2) {
+        maxpool2(l, x, n, train);
+        return;
+    }
     for (int b = 0; b < n; b++)
         for (int c = 0; c < l->out_c; c++) {
             const float *xc = x + b * l->in_size + (size_t)c * H * W;
@@ -613,7 +683,7 @@ const float *cnn_forward(cnn_t *net, const float *x, int n, int train) {
             break;
         case CNN_MAXPOOL:
         case CNN_AVGPOOL:
-            pool_forward(l, in, n);
+            pool_forward(l, in, n, train);
             break;
         case CNN_GAP: {
             size_t hw = (size_t)l->in_h * l->in_w;
@@ -674,7 +744,7 @@ float cnn_backward(cnn_t *net, const float *x, const int *y, int n) {
         size_t total = (size_t)n * l->out_size;
         switch (l->kind) {
         case CNN_CONV:
-            conv_backward(net, l, in, din, n);
+            conv_backward(net, l, din, n);
             break;
         case CNN_MAXPOOL:
         case CNN_AVGPOOL:

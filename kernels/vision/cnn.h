@@ -42,6 +42,11 @@
 #define CNN_MAX_CLASSES 4096
 #define CNN_MAX_PARAMS (64u * 1024u * 1024u)
 
+/* Convolutions unfold their input (im2col) in blocks of samples of about
+ * this many bytes, so that sgemm finds them in cache (default 512 KiB).
+ * Tests lower it to exercise the block boundaries. */
+extern size_t cnn_block_bytes;
+
 /* The seed architecture, used when no --arch is given. */
 extern const char cnn_seed_arch[];
 
