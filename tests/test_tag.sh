@@ -125,9 +125,10 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 grep -q '"event":"model_loaded".*version=2' "$WORK/worker.log" || fail "worker did not load v2"
-"$PY" "$(dirname "$0")/tag_posters.py" "$WORK" --n 2 --offset 100 --prefix q || fail "posters"
+mkdir -p "$WORK/q"
+"$PY" "$(dirname "$0")/tag_posters.py" "$WORK/q" --n 2 --offset 100 --prefix q || fail "posters"
 # shellcheck disable=SC2046
-"$REEL" produce --topic posters $(reel_opts) <"$WORK/posters.jsonl" 2>>"$WORK/produce.err" ||
+"$REEL" produce --topic posters $(reel_opts) <"$WORK/q/posters.jsonl" 2>>"$WORK/produce.err" ||
     fail "produce failed"
 for _ in $(seq 1 60); do
     n=$(consume poster-tags | jq -r 'select(.value.poster_id | startswith("q")) | .value.model_version' |
