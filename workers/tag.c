@@ -78,9 +78,9 @@ typedef struct tag_state {
     int64_t net_version, svm_version;
     char version[64];
     int version_dirty;
-    float *input; /* model input, c*h*w */
-    float *probs; /* n_classes */
-    float *emb;   /* normalized embedding */
+    float *input;  /* model input, c*h*w */
+    float *probs;  /* n_classes */
+    float *emb;    /* normalized embedding */
     int probs_svm; /* the last classify() used the SVM (labels come from it) */
     size_t input_cap, probs_cap, emb_cap;
     /* moderation */
