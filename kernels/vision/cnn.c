@@ -458,10 +458,11 @@ static void col2im(const float *restrict col, const cnn_layer_t *l, size_t ld, f
 }
 
 /* Samples per im2col block: a block's columns (ckk x samples x P floats)
- * stay within about half of a 1 MiB L2, so sgemm reads them from cache. A
+ * stay within a quarter of a 1 MiB L2, so sgemm reads them from cache (64 KiB
+ * to 1 MiB measured within noise of each other; 2 MiB slower). A
  * whole batch in one block was slower at batch 32 than one sample at a
  * time. */
-size_t cnn_block_bytes = 512u * 1024u;
+size_t cnn_block_bytes = 256u * 1024u;
 
 static int conv_block(const cnn_layer_t *l) {
     size_t per = (size_t)l->in_c * l->size * l->size * l->out_h * l->out_w * sizeof(float);

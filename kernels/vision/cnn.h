@@ -43,7 +43,7 @@
 #define CNN_MAX_PARAMS (64u * 1024u * 1024u)
 
 /* Convolutions unfold their input (im2col) in blocks of samples of about
- * this many bytes, so that sgemm finds them in cache (default 512 KiB).
+ * this many bytes, so that sgemm finds them in cache (default 256 KiB).
  * Tests lower it to exercise the block boundaries. */
 extern size_t cnn_block_bytes;
 
