@@ -199,6 +199,11 @@ static void test_gradcheck_small_blocks(void **state) {
               "[conv]\nfilters=4\nsize=3\nstride=2\npad=1\n"
               "[dense]\noutput=classes\n[softmax]\n",
               2, 8, 8, 3, 5);
+    /* odd sizes: max-pool windows leave a last row and column out */
+    gradcheck("[conv]\nfilters=3\nsize=3\npad=1\nactivation=relu\n"
+              "[maxpool]\nsize=2\n"
+              "[dense]\noutput=classes\n[softmax]\n",
+              2, 9, 7, 3, 3);
     cnn_block_bytes = saved;
 }
 

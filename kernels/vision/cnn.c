@@ -608,9 +608,36 @@ static void pool_forward(cnn_layer_t *l, const float *x, int n, int train) {
         }
 }
 
+/* The adjoint of maxpool2(): each 2x2 window is written whole (its max
+ * gets the gradient, the rest 0), so only an odd last row or column needs
+ * clearing beforehand. */
+static void maxpool2_backward(const cnn_layer_t *l, float *dx, int n) {
+    const int H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    const int odd = H != 2 * OH || W != 2 * OW;
+    for (int b = 0; b < n; b++)
+        for (int c = 0; c < l->out_c; c++) {
+            float *d = dx + b * l->in_size + (size_t)c * H * W;
+            const float *g = l->delta + b * l->out_size + (size_t)c * OH * OW;
+            const int *idx = l->idx + b * l->out_size + (size_t)c * OH * OW;
+            const int base = c * H * W;
+            if (odd) memset(d, 0, (size_t)H * W * sizeof(float));
+            for (int oy = 0; oy < OH; oy++) {
+                float *r0 = d + 2 * oy * W, *r1 = r0 + W;
+                for (int ox = 0; ox < OW; ox++) {
+                    r0[2 * ox] = r0[2 * ox + 1] = r1[2 * ox] = r1[2 * ox + 1] = 0.0f;
+                    d[idx[oy * OW + ox] - base] = g[oy * OW + ox];
+                }
+            }
+        }
+}
+
 static void pool_backward(const cnn_layer_t *l, float *dx, int n) {
     const int K = l->size, S = l->stride, H = l->in_h, W = l->in_w;
     const float inv = 1.0f / (float)(K * K);
+    if (l->kind == CNN_MAXPOOL && K == 2 && S == 2) {
+        maxpool2_backward(l, dx, n);
+        return;
+    }
     memset(dx, 0, (size_t)n * l->in_size * sizeof(float));
     for (int b = 0; b < n; b++) {
         float *d = dx + b * l->in_size;
