@@ -808,6 +808,13 @@ int cmd_eval_image(int argc, char **argv) {
         fprintf(stderr, "reel: the model has %d classes, the data %d\n", k, te.k);
         goto out;
     }
+    char *const *mlabels = net ? net->labels : svm->labels;
+    for (int c = 0; c < k; c++)
+        if (strcmp(mlabels[c], te.labels[c]) != 0) {
+            fprintf(stderr, "reel: warning: class %d is '%s' in the model, '%s' in the data\n", c,
+                    mlabels[c], te.labels[c]);
+            break;
+        }
     int *pred = malloc((size_t)te.n * sizeof(int));
     if (!pred) goto out;
     double t0 = now_s(), c0 = cpu_s();
