@@ -11,8 +11,8 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &transcribe_worker,
-                                            NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &tag_worker,
+                                            &transcribe_worker, NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -41,6 +41,9 @@ static const subcommand_t subcommands[] = {
     {"eval", "recommend", cmd_eval_recommend},
     {"train", "speech", cmd_train_speech},
     {"eval", "speech", cmd_eval_speech},
+    {"train", "image", cmd_train_image},
+    {"eval", "image", cmd_eval_image},
+    {"moderation", NULL, cmd_moderation},
 };
 /* clang-format on */
 
@@ -100,6 +103,11 @@ static void usage(FILE *out) {
         "                                              speech models (docs/transcribe.md)\n"
         "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
+        "  train image --data SRC [--arch F] [--epochs N] [--model cnn|svm-linear|svm-rbf]\n"
+        "              --out FILE                      train an image classifier\n"
+        "  eval image --data SRC --model FILE [--embed CNN]  image classifiers (docs/tag.md)\n"
+        "  moderation add FILE --label L | list | remove HASH|FILE | hash FILE\n"
+        "                                              the tag worker's blocklist\n"
         "  dlq replay --topic T [--reason TEXT] [--dry-run]\n"
         "                                              put dead-lettered records back\n"
         "  health [--host H] [--port P]                a worker's /healthz (exit 0 on 200)\n"

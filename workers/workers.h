@@ -13,6 +13,10 @@ extern const worker_def_t count_worker;
  * viewing events and the catalogue, state in Redis (workers/recommend.c). */
 extern const worker_def_t recommend_worker;
 
+/* Poster labels, colours, perceptual hash, moderation and embeddings
+ * (workers/tag.c). */
+extern const worker_def_t tag_worker;
+
 /* Every worker `reel run` knows, NULL-terminated. */
 extern const worker_def_t *const reel_workers[];
 const worker_def_t *reel_worker_find(const char *name);
@@ -49,5 +53,10 @@ int cmd_eval_speech(int argc, char **argv);
 /* Speech recognition of audio clips: GMM-HMM / DNN-HMM words
  * (workers/transcribe.c). */
 extern const worker_def_t transcribe_worker;
+/* `reel train image` and `reel eval image` (workers/cli_image.c). */
+int cmd_train_image(int argc, char **argv);
+int cmd_eval_image(int argc, char **argv);
+/* `reel moderation add|list|remove|hash`: the tag worker's blocklist. */
+int cmd_moderation(int argc, char **argv);
 
 #endif
