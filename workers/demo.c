@@ -480,6 +480,24 @@ static int read_lines(const char *path, char ***out) {
     return lines ? n : -1;
 }
 
+/* The texts of "label<TAB>text" lines whose label is want (0 or 1), as
+ * read_lines does. */
+static int read_labelled(const char *path, int want, char ***out) {
+    char **lines = NULL;
+    int n = read_lines(path, &lines), m = 0;
+    for (int i = 0; i < n; i++) {
+        char *tab = strchr(lines[i], '\t');
+        if (tab && tab - lines[i] == 1 && lines[i][0] - '0' == want) {
+            memmove(lines[i], tab + 1, strlen(tab + 1) + 1);
+            lines[m++] = lines[i];
+        } else {
+            free(lines[i]);
+        }
+    }
+    *out = lines;
+    return n < 0 ? -1 : m;
+}
+
 static void free_lines(char **lines, int n) {
     for (int i = 0; i < n; i++) free(lines[i]);
     free(lines);
@@ -976,14 +994,18 @@ int cmd_demo(int argc, char **argv) {
         }
     }
     if (d.w[W_SENTIMENT].enabled) {
-        if (demo_find("reviews/rt-polarity.pos", "reviews-sample/rt-polarity.pos", path,
-                      sizeof path) < 0) {
-            snprintf(d.w[W_SENTIMENT].why, sizeof d.w[W_SENTIMENT].why, "no review sentences");
-            d.w[W_SENTIMENT].enabled = 0;
-        } else {
+        if (demo_find("reviews/rt-polarity.pos", NULL, path, sizeof path) == 0) {
             snprintf(path2, sizeof path2, "%.*sneg", (int)strlen(path) - 3, path);
             npos = read_lines(path, &pos);
             nneg = read_lines(path2, &neg);
+        } else if (demo_find(NULL, "reviews-sample/reviews.tsv", path, sizeof path) == 0) {
+            npos = read_labelled(path, 1, &pos);
+            nneg = read_labelled(path, 0, &neg);
+        } else {
+            snprintf(d.w[W_SENTIMENT].why, sizeof d.w[W_SENTIMENT].why, "no review sentences");
+            d.w[W_SENTIMENT].enabled = 0;
+        }
+        if (d.w[W_SENTIMENT].enabled) {
             int hold = (d.o.reviews + 1) / 2;
             char tp[PATH_MAX + 32], tn[PATH_MAX + 32], out[PATH_MAX + 32];
             snprintf(tp, sizeof tp, "%s/sentiment-train.pos", d.state);
