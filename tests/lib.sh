@@ -10,6 +10,10 @@ REDIS_PID=""
 KAFKA_PID=""
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+# has ARGS...: grep ARGS on stdin, quietly, reading all of it. `cmd | grep -q`
+# exits at the first match, and under pipefail the SIGPIPE that cmd may then
+# get fails the pipeline.
+has() { grep "$@" >/dev/null; }
 fail() {
     echo "FAIL: $*" >&2
     for f in "$WORK"/*.log "$WORK"/*.err; do

@@ -4,9 +4,9 @@
 # configuration precedence and errors, version and help.
 source "$(dirname "$0")/lib.sh"
 
-"$REEL" version | grep -Eq '^reel [0-9]+\.[0-9]+\.[0-9]+$' || fail "reel version"
-"$REEL" --help | grep -q 'mock-kafka' || fail "reel --help lacks mock-kafka"
-"$REEL" config | grep -q '^redis.url' || fail "reel config lacks redis.url"
+"$REEL" version | has -E '^reel [0-9]+\.[0-9]+\.[0-9]+$' || fail "reel version"
+"$REEL" --help | has 'mock-kafka' || fail "reel --help lacks mock-kafka"
+"$REEL" config | has '^redis.url' || fail "reel config lacks redis.url"
 set +e
 "$REEL" run nosuchworker 2>"$WORK/err.txt"; rc=$?
 set -e
@@ -23,7 +23,7 @@ set -e
 
 start_redis
 start_kafka 1 3 "viewing-events,items,counts"
-head -1 "$WORK/kafka.out" | grep -q '^bootstrap.servers=127.0.0.1:' || fail "mock-kafka first line"
+head -1 "$WORK/kafka.out" | has '^bootstrap.servers=127.0.0.1:' || fail "mock-kafka first line"
 
 # Precedence: file < environment < -X. The file names a broker that does
 # not exist; the environment fixes it; -X then sets the linger.
@@ -69,7 +69,7 @@ n=$("$REEL" consume --topic items --timeout-ms 2000 $(reel_opts) 2>/dev/null | w
 printf 'RSNT\001binary\000model' >"$WORK/m1.bin"
 printf 'RSNT\002second' >"$WORK/m2.bin"
 printf 'not a model' >"$WORK/junk.bin"
-"$REEL" model push "$WORK/m1.bin" -X redis.url="$REDIS_URL" | grep -q 'sentiment version 1' ||
+"$REEL" model push "$WORK/m1.bin" -X redis.url="$REDIS_URL" | has 'sentiment version 1' ||
     fail "model push by magic"
 "$REEL" model push "$WORK/m2.bin" -X redis.url="$REDIS_URL" >/dev/null || fail "second push"
 if "$REEL" model push "$WORK/junk.bin" -X redis.url="$REDIS_URL" 2>"$WORK/model.err"; then

@@ -18,14 +18,14 @@ grep -q 'recommend: [1-9][0-9]* Recommendations records' "$WORK/demo.out" ||
     fail "no recommendations read back"
 grep -Eq '^      1\. .*\((item_cf|user_cf|content|popular)' "$WORK/demo.out" ||
     fail "no recommended title with its sources"
-if "$REEL" --help | grep -q '^  tag '; then
+if "$REEL" --help | has '^  tag '; then
     grep -q 'posters.dlq *2 records (2 broken' "$WORK/demo.out" || fail "posters DLQ summary"
     grep -q 'truth .* -> ' "$WORK/demo.out" || fail "no poster tags beside the truth"
 fi
-if "$REEL" --help | grep -q '^  transcribe '; then
+if "$REEL" --help | has '^  transcribe '; then
     grep -q 'audio-clips.dlq *1 records' "$WORK/demo.out" || fail "audio-clips DLQ summary"
 fi
-if "$REEL" --help | grep -q '^  sentiment '; then
+if "$REEL" --help | has '^  sentiment '; then
     grep -q 'reviews.dlq *1 records' "$WORK/demo.out" || fail "reviews DLQ summary"
 fi
 # The demo stops the redis-server it started.

@@ -96,7 +96,7 @@ grep -q ', 2 replayed' "$WORK/replay.err" || fail "replay summary: $(tail -1 "$W
 after=$(kcat -C -b "$BOOTSTRAP" -t viewing-events -e -q -f '%o\n' | wc -l)
 [ $((after - before)) = 2 ] || fail "replay added $((after - before)) records, want 2"
 kcat -C -b "$BOOTSTRAP" -t viewing-events -e -q -f '%h %s\n' | grep -a 'reel.replayed.from=viewing-events.dlq:' |
-    wc -l | grep -qx 2 || fail "replayed records lack reel.replayed.from"
+    wc -l | has -x 2 || fail "replayed records lack reel.replayed.from"
 # shellcheck disable=SC2046
 "$REEL" dlq replay --topic viewing-events --reason "schema id" --timeout-ms 3000 $(reel_opts) \
     2>>"$WORK/replay.err" || fail "second dlq replay failed"

@@ -24,7 +24,7 @@ got=$(wait_for_count reel-count "$N" 300) || fail "only $got of $N records count
 log "counted $got records"
 
 metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics") || fail "no /metrics"
-echo "$metrics" | grep -q 'reel_records_in_total{worker="count",topic="viewing-events"}' ||
+echo "$metrics" | has 'reel_records_in_total{worker="count",topic="viewing-events"}' ||
     fail "metrics lack reel_records_in_total"
 in_total=$(echo "$metrics" | awk '/^reel_records_in_total\{worker="count",topic="viewing-events"\}/ {print $2}')
 [ "${in_total%.*}" = "$N" ] || fail "reel_records_in_total=$in_total, want $N"

@@ -118,10 +118,10 @@ log "phase 1 applied: $NI items, $N1 events"
 consume viewing-events.dlq >"$WORK/dlq.jsonl"
 [ "$(wc -l <"$WORK/dlq.jsonl")" = 3 ] || fail "DLQ has $(wc -l <"$WORK/dlq.jsonl") records, want 3"
 for want in "empty user_id" "rating 9 outside" "in the future"; do
-    jq -r '.headers["reel.error.reason"]' "$WORK/dlq.jsonl" | grep -q "$want" ||
+    jq -r '.headers["reel.error.reason"]' "$WORK/dlq.jsonl" | has "$want" ||
         fail "no DLQ record with reason \"$want\": $(jq -c .headers "$WORK/dlq.jsonl")"
 done
-jq -r '.headers["reel.error.stage"]' "$WORK/dlq.jsonl" | sort -u | grep -qx process ||
+jq -r '.headers["reel.error.stage"]' "$WORK/dlq.jsonl" | sort -u | has -x process ||
     fail "DLQ stage is not process"
 
 # ---- phase 2: a new user who watches A; a re-sent event -------------------

@@ -42,7 +42,7 @@ start_kafka 1 2
 "$PY" "$(dirname "$0")/tag_posters.py" "$WORK" --n 21 --bad || fail "poster generation failed"
 "$REEL" moderation add "$WORK/block.jpg" --label spam -X redis.url="$REDIS_URL" >"$WORK/mod.log" ||
     fail "moderation add failed"
-"$REEL" moderation list -X redis.url="$REDIS_URL" | grep -q ' spam$' || fail "moderation list"
+"$REEL" moderation list -X redis.url="$REDIS_URL" | has ' spam$' || fail "moderation list"
 
 # shellcheck disable=SC2046
 "$REEL" produce --topic posters $(reel_opts) <"$WORK/posters.jsonl" 2>"$WORK/produce.err" ||
@@ -138,7 +138,7 @@ for _ in $(seq 1 60); do
 done
 [ "$n" -ge 2 ] || fail "posters after the push were not tagged by image-v2"
 
-"$REEL" moderation remove "$WORK/block.jpg" -X redis.url="$REDIS_URL" | grep -q '^removed' ||
+"$REEL" moderation remove "$WORK/block.jpg" -X redis.url="$REDIS_URL" | has '^removed' ||
     fail "moderation remove"
 [ -z "$("$REEL" moderation list -X redis.url="$REDIS_URL")" ] || fail "blocklist not empty"
 
@@ -152,7 +152,7 @@ OPENBLAS_NUM_THREADS=1 "$REEL" train image --model svm-linear --embed "$WORK/tin
     fail "svm training failed"
 "$REEL" model push "$WORK/tiny.rsvm" -X redis.url="$REDIS_URL" >>"$WORK/push.log" 2>&1 ||
     fail "svm push failed"
-"$REEL" model list image-svm -X redis.url="$REDIS_URL" | grep -q tiny.rsvm || fail "svm not listed"
+"$REEL" model list image-svm -X redis.url="$REDIS_URL" | has tiny.rsvm || fail "svm not listed"
 # shellcheck disable=SC2046
 "$REEL" run tag $(reel_opts) -X group.id=svm -X batch.max.ms=500 -X tag.classifier=svm \
     -X tag.threshold=0.05 2>>"$WORK/worker_svm.log" &

@@ -75,7 +75,7 @@ jq -e '.word_accuracy >= 0.85 and .acoustic == "dnn"' "$WORK/eval_dnn.json" >/de
 
 start_redis
 start_kafka 1 2
-"$REEL" model push "$WORK/hmm.bin" -X redis.url="$REDIS_URL" | grep -q 'speech version 1' ||
+"$REEL" model push "$WORK/hmm.bin" -X redis.url="$REDIS_URL" | has 'speech version 1' ||
     fail "model push"
 
 # AudioClip JSON lines: the test voices' clips, a connected string, silence
@@ -197,7 +197,7 @@ ndlq=$(wc -l <"$WORK/dlq.jsonl")
 log "first model: $((NGOOD - wrong))/$NGOOD clips right, $ndlq bad clips dead-lettered"
 
 # A new version, pushed while the worker runs, serves the next clips.
-"$REEL" model push "$WORK/dnn.bin" -X redis.url="$REDIS_URL" | grep -q 'speech version 2' ||
+"$REEL" model push "$WORK/dnn.bin" -X redis.url="$REDIS_URL" | has 'speech version 2' ||
     fail "second model push"
 sleep 2
 grep -q '"model_loaded".*version=2' "$WORK/worker.log" || sleep 3
@@ -212,7 +212,7 @@ n2=$(jq -r 'select(.key | startswith("again-")) | .value.model_version' "$WORK/o
 [ "$n2" = 5 ] || fail "only $n2 of 5 later transcripts came from model version 2"
 # A corrupt version 3 is refused; the worker keeps serving version 2.
 printf 'RSPH\001\000\000\000corrupt' >"$WORK/bad.bin"
-"$REEL" model push "$WORK/bad.bin" -X redis.url="$REDIS_URL" | grep -q 'speech version 3' ||
+"$REEL" model push "$WORK/bad.bin" -X redis.url="$REDIS_URL" | has 'speech version 3' ||
     fail "third model push"
 for _ in $(seq 1 20); do
     grep -q '"reload_failed"' "$WORK/worker.log" && break
