@@ -11,7 +11,8 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &sentiment_worker,
+                                            NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -32,6 +33,8 @@ static const subcommand_t subcommands[] = {
     {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
     {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
     {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
+    {"train", "sentiment", cmd_train_sentiment}, {"eval", "sentiment", cmd_eval_sentiment},
+    {"train", "embeddings", cmd_train_embeddings}, {"similar", NULL, cmd_similar},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {
@@ -86,6 +89,8 @@ static void usage(FILE *out) {
         "                                              offline quality of the recommenders\n"
         "  model push FILE [--kind K] | list KIND | rollback KIND VERSION | remove KIND VERSION\n"
         "        | get KIND [VERSION] --out FILE       versioned models in Redis\n"
+        "  train sentiment|embeddings, eval sentiment, similar WORD\n"
+        "                                              sentiment models (docs/sentiment.md)\n"
         "  config                                      every configuration key\n"
         "  version                                     the version\n"
         "\n"

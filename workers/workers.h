@@ -13,6 +13,10 @@ extern const worker_def_t count_worker;
  * viewing events and the catalogue, state in Redis (workers/recommend.c). */
 extern const worker_def_t recommend_worker;
 
+/* Review sentiment (bag of words, LSTM/GRU), per-item aggregates in Redis,
+ * online word embeddings (workers/sentiment.c). */
+extern const worker_def_t sentiment_worker;
+
 /* Every worker `reel run` knows, NULL-terminated. */
 extern const worker_def_t *const reel_workers[];
 const worker_def_t *reel_worker_find(const char *name);
@@ -38,5 +42,11 @@ int cmd_consume(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 /* `reel model push|list|rollback|remove|get`: the model registry (pipeline/models.h). */
 int cmd_model(int argc, char **argv);
+/* `reel train sentiment`, `reel eval sentiment`, `reel train embeddings`,
+ * `reel similar` (workers/cli_text.c). */
+int cmd_train_sentiment(int argc, char **argv);
+int cmd_eval_sentiment(int argc, char **argv);
+int cmd_train_embeddings(int argc, char **argv);
+int cmd_similar(int argc, char **argv);
 
 #endif
