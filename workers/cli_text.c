@@ -108,7 +108,7 @@ static int dataset_read(dataset_t *d, const char *path, int label) {
 
 typedef struct text_opts {
     const char *pos, *neg, *data, *model, *out, *embeddings;
-    int folds, threads, quiet;
+    int folds, max_folds, threads, quiet;
     sent_params_t p;
     int set_epochs, set_min_count;
 } text_opts_t;
@@ -125,6 +125,7 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--embeddings") && (v = NEXT())) return o->embeddings = v, 1;
     if (!strcmp(a, "--folds") && (v = NEXT())) return o->folds = atoi(v), 1;
     if (!strcmp(a, "--threads") && (v = NEXT())) return o->threads = atoi(v), 1;
+    if (!strcmp(a, "--max-folds") && (v = NEXT())) return o->max_folds = atoi(v), 1;
     if (!strcmp(a, "--epochs") && (v = NEXT())) return o->p.epochs = atoi(v), o->set_epochs = 1, 1;
     if (!strcmp(a, "--dim") && (v = NEXT())) return o->p.dim = atoi(v), 1;
     if (!strcmp(a, "--hidden") && (v = NEXT())) return o->p.hidden = atoi(v), 1;
@@ -136,6 +137,8 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--dropout-in") && (v = NEXT())) return o->p.dropout_in = (float)atof(v), 1;
     if (!strcmp(a, "--l2") && (v = NEXT())) return o->p.l2 = (float)atof(v), 1;
     if (!strcmp(a, "--seed") && (v = NEXT())) return o->p.seed = strtoull(v, NULL, 10), 1;
+    if (!strcmp(a, "--max-vocab") && (v = NEXT())) return o->p.max_vocab = atoi(v), 1;
+    if (!strcmp(a, "--freeze")) return o->p.freeze = 1, 1;
     if (!strcmp(a, "--quiet")) return o->quiet = 1, 1;
 #undef NEXT
     return 0;
@@ -151,7 +154,8 @@ static int load_data(const text_opts_t *o, dataset_t *d, const char *cmd) {
     return 0;
 }
 
-static void print_epoch(int epoch, float loss, double seconds, void *arg) {
+static void print_epoch(int epoch, float loss, double seconds, sent_model_t *m, void *arg) {
+    (void)m;
     if (*(int *)arg) return;
     fprintf(stderr, "epoch %d: loss %.4f (%.1f s)\n", epoch, loss, seconds);
 }
@@ -160,9 +164,10 @@ static const char text_usage[] =
     "usage: reel train sentiment (--pos FILE --neg FILE | --data FILE) [--model nb|bow|lstm|gru]\n"
     "                            [--embeddings FILE] --out FILE [options]\n"
     "       reel eval sentiment (--pos FILE --neg FILE | --data FILE) --model FILE|KIND\n"
-    "                           [--folds K] [--threads N] [--embeddings FILE] [options]\n"
+    "                           [--folds K [--max-folds M]] [--threads N] [--embeddings FILE]\n"
+    "                           [options]\n"
     "options: --epochs N --dim N --hidden N --batch N --lr X --dropout X --dropout-in X\n"
-    "         --min-count N --max-tokens N --l2 X --seed N --quiet\n"
+    "         --min-count N --max-tokens N --max-vocab N --freeze --l2 X --seed N --quiet\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"
@@ -194,7 +199,7 @@ int cmd_train_sentiment(int argc, char **argv) {
 #define KEEP(f)                                                                                    \
     if (memcmp(&given.f, &dflt.f, sizeof given.f)) p.f = given.f
     KEEP(dim); KEEP(hidden); KEEP(batch); KEEP(max_tokens); KEEP(lr); KEEP(dropout); KEEP(dropout_in);
-    KEEP(l2); KEEP(seed);
+    KEEP(l2); KEEP(seed); KEEP(max_vocab); KEEP(freeze);
 #undef KEEP
     if (o.set_epochs) p.epochs = given.epochs;
     if (o.set_min_count) p.min_count = given.min_count;
@@ -244,6 +249,20 @@ typedef struct fold_job {
     int failed;
 } fold_job_t;
 
+/* Per epoch: the loss and the held-out fold's accuracy so far. */
+static void fold_epoch(int epoch, float loss, double seconds, sent_model_t *m, void *arg) {
+    fold_job_t *j = arg;
+    if (j->quiet) return;
+    size_t n = j->d->n, lo = n * (size_t)j->fold / (size_t)j->folds,
+           hi = n * (size_t)(j->fold + 1) / (size_t)j->folds, right = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const sent_example_t *e = &j->d->ex[j->perm[i]];
+        right += (sent_predict(m, e->text, e->len, NULL) >= 0.5f) == e->label;
+    }
+    fprintf(stderr, "fold %d epoch %d: loss %.4f, held-out accuracy %.4f (%.1f s)\n", j->fold + 1, epoch,
+            loss, (double)right / (double)(hi - lo), seconds);
+}
+
 static void fold_run(fold_job_t *j) {
     size_t n = j->d->n, lo = n * (size_t)j->fold / (size_t)j->folds,
            hi = n * (size_t)(j->fold + 1) / (size_t)j->folds;
@@ -256,8 +275,7 @@ static void fold_run(fold_job_t *j) {
     size_t nt = 0;
     for (size_t i = 0; i < n; i++)
         if (i < lo || i >= hi) train[nt++] = j->d->ex[j->perm[i]];
-    int quiet = 1;
-    sent_model_t *m = sent_train(j->p, train, nt, j->emb, print_epoch, &quiet, j->err, sizeof j->err);
+    sent_model_t *m = sent_train(j->p, train, nt, j->emb, fold_epoch, j, j->err, sizeof j->err);
     free(train);
     if (!m) {
         j->failed = 1;
@@ -370,7 +388,7 @@ int cmd_eval_sentiment(int argc, char **argv) {
 #define KEEP(f)                                                                                    \
     if (memcmp(&g.f, &dflt.f, sizeof g.f)) p.f = g.f
         KEEP(dim); KEEP(hidden); KEEP(batch); KEEP(max_tokens); KEEP(lr); KEEP(dropout); KEEP(dropout_in);
-        KEEP(l2); KEEP(seed);
+        KEEP(l2); KEEP(seed); KEEP(max_vocab); KEEP(freeze); KEEP(max_vocab);
 #undef KEEP
         if (o.set_epochs) p.epochs = g.epochs;
         if (o.set_min_count) p.min_count = g.min_count;
@@ -397,7 +415,9 @@ int cmd_eval_sentiment(int argc, char **argv) {
     for (int f = 0; f < o.folds; f++)
         jobs[f] = (fold_job_t){.d = &d, .perm = perm, .fold = f, .folds = o.folds, .p = &p, .emb = emb,
                                .quiet = o.quiet};
-    fold_pool_t pool = {jobs, o.folds, 0, PTHREAD_MUTEX_INITIALIZER};
+    /* --max-folds runs only the first folds (quick experiments). */
+    int run_folds = o.max_folds > 0 && o.max_folds < o.folds ? o.max_folds : o.folds;
+    fold_pool_t pool = {jobs, run_folds, 0, PTHREAD_MUTEX_INITIALIZER};
     int nth = o.threads < 1 ? 1 : o.threads > o.folds ? o.folds : o.threads;
     pthread_t th[64];
     if (nth > 64) nth = 64;
@@ -408,7 +428,7 @@ int cmd_eval_sentiment(int argc, char **argv) {
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
     long tp = 0, fp = 0, tn = 0, fn = 0;
     int failed = 0;
-    for (int f = 0; f < o.folds; f++) {
+    for (int f = 0; f < run_folds; f++) {
         if (jobs[f].failed) {
             fprintf(stderr, "reel eval sentiment: fold %d: %s\n", f + 1, jobs[f].err);
             failed = 1;
@@ -418,7 +438,8 @@ int cmd_eval_sentiment(int argc, char **argv) {
         acc[f] = nfold ? (double)(jobs[f].tp + jobs[f].tn) / (double)nfold : 0;
     }
     if (!failed) {
-        print_report(sent_kind_name(p.kind), o.folds, d.n, tp, fp, tn, fn, acc, o.folds, now_s() - t0);
+        print_report(sent_kind_name(p.kind), o.folds, (size_t)(tp + fp + tn + fn), tp, fp, tn, fn, acc,
+                     run_folds, now_s() - t0);
         rc = 0;
     }
     free(perm), free(jobs), free(acc);

@@ -19,6 +19,7 @@ struct sent_model {
     /* RNN */
     rnn_t *rnn;
     rnn_work_t *work;
+    struct sent_model *bow; /* ensemble: the NB-LR half */
     /* prediction buffers, sized once */
     char *toks;
     int32_t *ids;
@@ -29,34 +30,35 @@ sent_params_t sent_defaults(int kind) {
     p.kind = kind;
     p.dim = 100;
     p.hidden = 100;
-    p.epochs = (kind == SENT_NBLR) ? 10 : 6;
+    /* RNNs overfit 10k sentences within a few epochs (see docs/sentiment.md). */
+    p.epochs = (kind == SENT_NBLR) ? 10 : 4;
     p.batch = 32;
     p.min_count = 1;
     p.max_tokens = 100;
     p.max_vocab = 30000;
-    p.lr = 2e-3f;
+    p.lr = 1e-3f;
     p.dropout = 0.5f;
-    p.dropout_in = 0.25f;
+    p.dropout_in = 0.4f;
     p.clip = 5.0f;
     p.l2 = 1e-4f;
     p.seed = 1;
     return p;
 }
 
-static const char *const kind_names[] = {"nb", "bow", "lstm", "gru"};
+static const char *const kind_names[] = {"nb", "bow", "lstm", "gru", "lstm+bow"};
 
 int sent_kind_parse(const char *name) {
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         if (strcmp(name, kind_names[k]) == 0) return k;
     if (strcmp(name, "nblr") == 0) return SENT_NBLR;
     return -1;
 }
 
-const char *sent_kind_name(int kind) { return kind >= 0 && kind < 4 ? kind_names[kind] : "?"; }
+const char *sent_kind_name(int kind) { return kind >= 0 && kind < 5 ? kind_names[kind] : "?"; }
 
 const sent_params_t *sent_params(const sent_model_t *m) { return &m->p; }
 
-static int is_rnn(int kind) { return kind == SENT_LSTM || kind == SENT_GRU; }
+static int is_rnn(int kind) { return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE; }
 
 void sent_destroy(sent_model_t *m) {
     if (!m) return;
@@ -66,6 +68,7 @@ void sent_destroy(sent_model_t *m) {
     rnn_work_destroy(m->work);
     free(m->toks);
     free(m->ids);
+    sent_destroy(m->bow);
     free(m);
 }
 
@@ -89,6 +92,7 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
     int n = (int)vocab_ids(m->vocab, m->toks, nt, 0, m->ids);
     float pr[2];
     rnn_forward(m->rnn, m->work, m->ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
+    if (m->bow) return 0.5f * (pr[1] + sent_predict(m->bow, text, len, NULL));
     return pr[1];
 }
 
@@ -215,9 +219,12 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         seqs[i].label = ex[i].label;
     }
     grad = malloc(m->rnn->n_params * sizeof *grad);
-    adam = adam_new(m->rnn->n_params);
+    /* Frozen embeddings: Adam sees only the parameters after them. */
+    size_t skip = p->freeze ? (size_t)m->rnn->vocab * (size_t)p->dim : 0;
+    adam = adam_new(m->rnn->n_params - skip);
     work = rnn_work_new(m->rnn, p->batch, (int)T);
     if (!grad || !adam || !work) goto oom;
+    if (alloc_buffers(m) < 0) goto oom;
     uint64_t rng = p->seed * 0x2545F4914F6CDD1Dull + 7;
     for (int ep = 1; ep <= p->epochs; ep++) {
         double t0 = now_s();
@@ -254,12 +261,11 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                 rnn_forward(m->rnn, work, bids, blens, B, Tb, blab, p->dropout_in, p->dropout, &rng, NULL);
             memset(grad, 0, m->rnn->n_params * sizeof *grad);
             rnn_backward(m->rnn, work, bids, blens, B, Tb, blab, grad);
-            adam_step(adam, m->rnn->params, grad, p->lr, p->clip);
+            adam_step(adam, m->rnn->params + skip, grad + skip, p->lr, p->clip);
             loss_sum += loss * B;
         }
-        if (progress) progress(ep, (float)(loss_sum / (double)n), now_s() - t0, arg);
+        if (progress) progress(ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
     }
-    if (alloc_buffers(m) < 0) goto oom;
     goto done;
 oom:
     snprintf(errstr, errstr_size, "out of memory");
@@ -288,7 +294,7 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         snprintf(errstr, errstr_size, "no training examples");
         return NULL;
     }
-    if (p->kind < 0 || p->kind > SENT_GRU || p->max_tokens <= 0 || p->batch <= 0 || p->hidden <= 0 ||
+    if (p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->batch <= 0 || p->hidden <= 0 ||
         p->dim <= 0 || p->epochs < 0) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
@@ -301,6 +307,15 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     m->p = *p;
     if (is_rnn(p->kind)) {
         if (emb) m->p.dim = emb->dim;
+        if (p->kind == SENT_ENSEMBLE) {
+            sent_params_t bp = sent_defaults(SENT_NBLR);
+            bp.max_tokens = p->max_tokens;
+            bp.seed = p->seed;
+            if (!(m->bow = sent_train(&bp, ex, n, NULL, NULL, NULL, errstr, errstr_size))) {
+                sent_destroy(m);
+                return NULL;
+            }
+        }
         return train_rnn(m, ex, n, emb, progress, arg, errstr, errstr_size);
     }
     m = train_bow(m, ex, n, errstr, errstr_size);
@@ -331,12 +346,7 @@ static int put_floats(FILE *f, const float *x, size_t n) {
     return fwrite(x, sizeof *x, n, f) == n ? 0 : -1;
 }
 
-int sent_save(const sent_model_t *m, const char *path, char *errstr, size_t errstr_size) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
+int sent_write(const sent_model_t *m, FILE *f) {
     const sent_params_t *p = &m->p;
     int bad = fwrite("RSNT", 1, 4, f) != 4 || put_u32(f, SENT_VERSION) || put_u32(f, (uint32_t)p->kind) ||
               put_u32(f, (uint32_t)p->dim) || put_u32(f, (uint32_t)p->hidden) ||
@@ -344,12 +354,23 @@ int sent_save(const sent_model_t *m, const char *path, char *errstr, size_t errs
               put_u32(f, (uint32_t)p->min_count) || put_u32(f, (uint32_t)p->max_tokens) ||
               put_u32(f, (uint32_t)p->max_vocab) || put_f32(f, p->lr) || put_f32(f, p->dropout) ||
               put_f32(f, p->dropout_in) || put_f32(f, p->clip) || put_f32(f, p->l2) ||
-              put_u32(f, (uint32_t)p->seed) || vocab_write(m->vocab, f);
+              put_u32(f, (uint32_t)p->seed) || put_u32(f, (uint32_t)p->freeze) || vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
               put_u32(f, (uint32_t)m->rnn->hidden) || put_u32(f, (uint32_t)m->rnn->classes) ||
               put_floats(f, m->rnn->params, m->rnn->n_params);
+    if (!bad && m->bow) bad = sent_write(m->bow, f);
+    return bad ? -1 : 0;
+}
+
+int sent_save(const sent_model_t *m, const char *path, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int bad = sent_write(m, f) < 0;
     if (fclose(f) != 0) bad = 1;
     if (bad) {
         snprintf(errstr, errstr_size, "%s: write failed: %s", path, strerror(errno));
@@ -418,7 +439,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     p->clip = rd_f32(&r);
     p->l2 = rd_f32(&r);
     p->seed = rd_u32(&r);
-    if (r.bad || p->kind < 0 || p->kind > SENT_GRU || p->max_tokens <= 0 || p->max_tokens > 100000) {
+    p->freeze = (int)rd_u32(&r);
+    if (r.bad || p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->max_tokens > 100000) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
         goto fail;
     }
@@ -443,6 +465,15 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
             goto fail;
+        }
+        if (p->kind == SENT_ENSEMBLE) {
+            /* The rest is the NB-LR half, a whole model file. */
+            if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size))) goto fail;
+            if (sent_params(m->bow)->kind != SENT_NBLR) {
+                snprintf(errstr, errstr_size, "ensemble's second model is not NB-LR");
+                goto fail;
+            }
+            r.pos = r.len;
         }
     }
     if (r.pos != r.len) {

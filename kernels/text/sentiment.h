@@ -6,7 +6,8 @@
  * training parameters (sent_params_t as u32/float fields), the vocabulary
  * (words for the RNNs, n-grams for the bag of words, vocab_write()), then
  * bag of words: float bias, float weight per n-gram; RNN: u32 vocab, dim,
- * hidden, classes, then every parameter as float32 (lstm.h layout). */
+ * hidden, classes, then every parameter as float32 (lstm.h layout);
+ * ensemble: the LSTM's part, then a whole NB-LR model file. */
 #ifndef REEL_KERNELS_TEXT_SENTIMENT_H
 #define REEL_KERNELS_TEXT_SENTIMENT_H
 
@@ -16,7 +17,9 @@
 
 #include "kernels/text/word2vec.h"
 
-enum { SENT_NB = 0, SENT_NBLR = 1, SENT_LSTM = 2, SENT_GRU = 3 };
+/* SENT_ENSEMBLE: an LSTM and an NB-LR trained on the same data, whose
+ * probabilities are averaged (they err on different sentences). */
+enum { SENT_NB = 0, SENT_NBLR = 1, SENT_LSTM = 2, SENT_GRU = 3, SENT_ENSEMBLE = 4 };
 
 typedef struct sent_params {
     int kind;
@@ -33,11 +36,13 @@ typedef struct sent_params {
     float clip;     /* gradient norm clipping */
     float l2;       /* NB-LR L2 penalty */
     uint64_t seed;
+    int freeze;     /* RNN: keep the embeddings as given (1) or train them (0) */
 } sent_params_t;
 
 /* Defaults for kind. */
 sent_params_t sent_defaults(int kind);
-/* Kind from "nb", "bow" (NB-LR), "lstm", "gru"; -1 when unknown. */
+/* Kind from "nb", "bow" (NB-LR), "lstm", "gru", "lstm+bow"; -1 when
+ * unknown. */
 int sent_kind_parse(const char *name);
 const char *sent_kind_name(int kind);
 
@@ -49,8 +54,10 @@ typedef struct sent_example {
 
 typedef struct sent_model sent_model_t;
 
-/* Progress of RNN training: epoch (1-based) and its mean loss. */
-typedef void (*sent_progress_fn)(int epoch, float loss, double seconds, void *arg);
+/* Progress of RNN training: epoch (1-based), its mean loss and the model
+ * so far (borrowed; sent_predict() may be called on it, e.g. to watch a
+ * held-out set). */
+typedef void (*sent_progress_fn)(int epoch, float loss, double seconds, sent_model_t *m, void *arg);
 
 /* Trains a model of p->kind on n examples. emb (may be NULL) initializes
  * the RNN's embeddings and adds its vocabulary. Returns a model the caller
@@ -68,6 +75,8 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
 const sent_params_t *sent_params(const sent_model_t *m);
 
 int sent_save(const sent_model_t *m, const char *path, char *errstr, size_t errstr_size);
+/* Writes the file format to f. Returns 0 or -1 on a write error. */
+int sent_write(const sent_model_t *m, FILE *f);
 /* Parses a model from data[0..len); the caller owns the result. NULL with
  * errstr on malformed data. */
 sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size);
