@@ -326,7 +326,7 @@ static void print_report(const char *kind, int folds, size_t n, long tp, long fp
     if (nf > 1) printf("\"accuracy_std\":%.4f,", sqrt(sd));
     printf("\"f1\":%.4f,\"negative\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
            "\"positive\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
-           "\"seconds\":%.1f}\n",
+           "\"seconds\":%.3f}\n",
            (pf + nfs) / 2, np, nr, nfs, tn + fp, pp, pr, pf, tp + fn, seconds);
 }
 
