@@ -39,7 +39,8 @@ static void test_tokenizer_clitics(void **state) {
                         "it|'s|good|,|does|n't|it|?|i|'m|sure|.");
     assert_string_equal(TOKS("it 's good , does n't it ? i 'm sure ."),
                         "it|'s|good|,|does|n't|it|?|i|'m|sure|.");
-    assert_string_equal(TOKS("can't won't they're we've o'clock"), "ca|n't|wo|n't|they|'re|we|'ve|o'clock");
+    assert_string_equal(TOKS("can't won't they're we've o'clock"),
+                        "ca|n't|wo|n't|they|'re|we|'ve|o'clock");
     assert_string_equal(TOKS("\"quoted\" `words' here"), "quoted|words|here");
 }
 
@@ -56,7 +57,8 @@ static void test_tokenizer_latin1(void **state) {
     (void)state;
     unsigned fl = 0;
     const char lat[] = "Caf\xe9 na\xefve R\xc9SUM\xc9";
-    assert_string_equal(toks(lat, strlen(lat), 64, &fl), "caf\xc3\xa9|na\xc3\xafve|r\xc3\xa9sum\xc3\xa9");
+    assert_string_equal(toks(lat, strlen(lat), 64, &fl),
+                        "caf\xc3\xa9|na\xc3\xafve|r\xc3\xa9sum\xc3\xa9");
     assert_true(fl & TOK_LATIN1);
     const char utf[] = "Caf\xc3\xa9 \xc3\x89T\xc3\x89";
     assert_string_equal(toks(utf, strlen(utf), 64, &fl), "caf\xc3\xa9|\xc3\xa9t\xc3\xa9");
@@ -72,7 +74,8 @@ static void test_tokenizer_latin1(void **state) {
 static void test_tokenizer_emoji_cjk_nul(void **state) {
     (void)state;
     const char s[] = "great\xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xef\xb8\x8f \xe5\xa5\xbd\xe7\x9c\x8b";
-    assert_string_equal(TOKS(s), "great|\xf0\x9f\x98\x80|\xf0\x9f\x91\x8d|\xe5\xa5\xbd|\xe7\x9c\x8b");
+    assert_string_equal(TOKS(s),
+                        "great|\xf0\x9f\x98\x80|\xf0\x9f\x91\x8d|\xe5\xa5\xbd|\xe7\x9c\x8b");
     const char nul[] = "a\0b\0\0c";
     assert_string_equal(toks(nul, sizeof nul - 1, 64, NULL), "a|b|c");
     assert_string_equal(TOKS(""), "");
@@ -195,8 +198,8 @@ static void test_gru_gradients(void **state) {
 /* Sentences of filler words with "good" or "bad", negated by "not" half of
  * the time: the label depends on order, which a bag of unigrams cannot get. */
 static sent_example_t *synthetic(size_t n, uint64_t seed, char **store) {
-    static const char *fill[] = {"the", "movie", "was", "plot", "actors", "and", "a", "very", "film",
-                                 "it", "story", "really"};
+    static const char *fill[] = {"the", "movie", "was",  "plot", "actors", "and",
+                                 "a",   "very",  "film", "it",   "story",  "really"};
     sent_example_t *ex = calloc(n, sizeof *ex);
     *store = malloc(n * 128);
     for (size_t i = 0; i < n; i++) {
@@ -220,7 +223,8 @@ static sent_example_t *synthetic(size_t n, uint64_t seed, char **store) {
 
 static double accuracy(sent_model_t *m, const sent_example_t *ex, size_t n) {
     size_t right = 0;
-    for (size_t i = 0; i < n; i++) right += (sent_predict(m, ex[i].text, ex[i].len, NULL) >= 0.5f) == ex[i].label;
+    for (size_t i = 0; i < n; i++)
+        right += (sent_predict(m, ex[i].text, ex[i].len, NULL) >= 0.5f) == ex[i].label;
     return (double)right / (double)n;
 }
 
@@ -232,8 +236,8 @@ static void train_synthetic(int kind, double want) {
     sent_model_t *m = sent_train(&p, tr, 1200, NULL, NULL, NULL, err, sizeof err);
     assert_non_null(m);
     double acc = accuracy(m, te, 300);
-    print_message("%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n", sent_kind_name(kind),
-                  acc, want);
+    print_message("%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
+                  sent_kind_name(kind), acc, want);
     assert_true(acc >= want);
     sent_destroy(m);
     free(tr), free(te), free(s1), free(s2);
@@ -279,7 +283,8 @@ static void test_bow_on_review_sample(void **state) {
         sent_model_t *m = sent_train(&p, ex, 700, NULL, NULL, NULL, err, sizeof err);
         assert_non_null(m);
         double acc = accuracy(m, ex + 700, 120);
-        print_message("%s on the review sample: held-out accuracy %.3f\n", sent_kind_name(kind), acc);
+        print_message("%s on the review sample: held-out accuracy %.3f\n", sent_kind_name(kind),
+                      acc);
         assert_true(acc >= 0.62);
         assert_true(accuracy(m, ex, 700) >= 0.95);
         sent_destroy(m);
@@ -310,10 +315,12 @@ static void test_model_files(void **state) {
         sent_model_t *l = sent_load_mem(d, len, err, sizeof err);
         assert_non_null(l);
         for (int i = 0; i < 50; i++)
-            assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) == sent_predict(l, tr[i].text, tr[i].len, NULL));
+            assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                        sent_predict(l, tr[i].text, tr[i].len, NULL));
         sent_destroy(l);
         size_t step = len > 4000 ? len / 997 : 1;
-        for (size_t cut = 0; cut < len; cut += step) assert_null(sent_load_mem(d, cut, err, sizeof err));
+        for (size_t cut = 0; cut < len; cut += step)
+            assert_null(sent_load_mem(d, cut, err, sizeof err));
         free(d);
         sent_destroy(m);
     }
@@ -339,7 +346,8 @@ static void test_word2vec_topics(void **state) {
             int topic = sent & 1;
             for (int k = 0; k < 8; k++) {
                 s = s * 6364136223846793005ull + 1;
-                snprintf(tok + k * TOK_STRIDE, TOK_STRIDE, "%c%d", topic ? 'b' : 'a', (int)((s >> 33) % 10));
+                snprintf(tok + k * TOK_STRIDE, TOK_STRIDE, "%c%d", topic ? 'b' : 'a',
+                         (int)((s >> 33) % 10));
             }
             assert_int_equal(w2v_corpus_add(&c, v, tok, 8), 0);
         }
@@ -356,7 +364,8 @@ static void test_word2vec_topics(void **state) {
             assert_int_equal(n, 5);
             for (int k = 0; k < 5; k++) same += m->vocab->words[ids[k]][0] == v->words[q][0];
         }
-        print_message("%s: %d of 100 nearest neighbours in the same topic\n", arch ? "cbow" : "sg", same);
+        print_message("%s: %d of 100 nearest neighbours in the same topic\n", arch ? "cbow" : "sg",
+                      same);
         assert_true(same >= 95);
         char path[] = "/tmp/test_text_w2v.XXXXXX";
         int fd = mkstemp(path);
@@ -386,20 +395,13 @@ static void test_word2vec_topics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenizer_clitics),
-        cmocka_unit_test(test_tokenizer_numbers_punct),
-        cmocka_unit_test(test_tokenizer_latin1),
-        cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
-        cmocka_unit_test(test_tokenizer_limits),
-        cmocka_unit_test(test_vocab_roundtrip),
-        cmocka_unit_test(test_lstm_gradients),
-        cmocka_unit_test(test_gru_gradients),
-        cmocka_unit_test(test_lstm_learns_negation),
-        cmocka_unit_test(test_gru_learns_negation),
-        cmocka_unit_test(test_bow_learns_negation),
-        cmocka_unit_test(test_bow_on_review_sample),
-        cmocka_unit_test(test_model_files),
-        cmocka_unit_test(test_word2vec_topics),
+        cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
+        cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
+        cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
+        cmocka_unit_test(test_lstm_gradients),       cmocka_unit_test(test_gru_gradients),
+        cmocka_unit_test(test_lstm_learns_negation), cmocka_unit_test(test_gru_learns_negation),
+        cmocka_unit_test(test_bow_learns_negation),  cmocka_unit_test(test_bow_on_review_sample),
+        cmocka_unit_test(test_model_files),          cmocka_unit_test(test_word2vec_topics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

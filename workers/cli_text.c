@@ -85,7 +85,8 @@ static int dataset_read(dataset_t *d, const char *path, int label) {
             else if (!strcmp(line, "0") || !strcmp(line, "negative") || !strcmp(line, "neg"))
                 lab = 0;
             else {
-                fprintf(stderr, "%s:%ld: label %s is not 0/1/negative/positive\n", path, lineno, line);
+                fprintf(stderr, "%s:%ld: label %s is not 0/1/negative/positive\n", path, lineno,
+                        line);
                 rc = -1;
                 break;
             }
@@ -130,7 +131,8 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--dim") && (v = NEXT())) return o->p.dim = atoi(v), 1;
     if (!strcmp(a, "--hidden") && (v = NEXT())) return o->p.hidden = atoi(v), 1;
     if (!strcmp(a, "--batch") && (v = NEXT())) return o->p.batch = atoi(v), 1;
-    if (!strcmp(a, "--min-count") && (v = NEXT())) return o->p.min_count = atoi(v), o->set_min_count = 1, 1;
+    if (!strcmp(a, "--min-count") && (v = NEXT()))
+        return o->p.min_count = atoi(v), o->set_min_count = 1, 1;
     if (!strcmp(a, "--max-tokens") && (v = NEXT())) return o->p.max_tokens = atoi(v), 1;
     if (!strcmp(a, "--lr") && (v = NEXT())) return o->p.lr = (float)atof(v), 1;
     if (!strcmp(a, "--dropout") && (v = NEXT())) return o->p.dropout = (float)atof(v), 1;
@@ -190,16 +192,25 @@ int cmd_train_sentiment(int argc, char **argv) {
     if (o.model) kind = o.model;
     int k = sent_kind_parse(kind);
     if (k < 0 || !o.out) {
-        fprintf(stderr, "reel train sentiment: %s\n%s", k < 0 ? "unknown --model kind" : "--out missing",
-                text_usage);
+        fprintf(stderr, "reel train sentiment: %s\n%s",
+                k < 0 ? "unknown --model kind" : "--out missing", text_usage);
         return 2;
     }
     /* Defaults of the kind, then what the command line changed. */
     sent_params_t p = sent_defaults(k), given = o.p;
 #define KEEP(f)                                                                                    \
     if (memcmp(&given.f, &dflt.f, sizeof given.f)) p.f = given.f
-    KEEP(dim); KEEP(hidden); KEEP(batch); KEEP(max_tokens); KEEP(lr); KEEP(dropout); KEEP(dropout_in);
-    KEEP(l2); KEEP(seed); KEEP(max_vocab); KEEP(freeze);
+    KEEP(dim);
+    KEEP(hidden);
+    KEEP(batch);
+    KEEP(max_tokens);
+    KEEP(lr);
+    KEEP(dropout);
+    KEEP(dropout_in);
+    KEEP(l2);
+    KEEP(seed);
+    KEEP(max_vocab);
+    KEEP(freeze);
 #undef KEEP
     if (o.set_epochs) p.epochs = given.epochs;
     if (o.set_min_count) p.min_count = given.min_count;
@@ -259,8 +270,8 @@ static void fold_epoch(int epoch, float loss, double seconds, sent_model_t *m, v
         const sent_example_t *e = &j->d->ex[j->perm[i]];
         right += (sent_predict(m, e->text, e->len, NULL) >= 0.5f) == e->label;
     }
-    fprintf(stderr, "fold %d epoch %d: loss %.4f, held-out accuracy %.4f (%.1f s)\n", j->fold + 1, epoch,
-            loss, (double)right / (double)(hi - lo), seconds);
+    fprintf(stderr, "fold %d epoch %d: loss %.4f, held-out accuracy %.4f (%.1f s)\n", j->fold + 1,
+            epoch, loss, (double)right / (double)(hi - lo), seconds);
 }
 
 static void fold_run(fold_job_t *j) {
@@ -284,10 +295,14 @@ static void fold_run(fold_job_t *j) {
     for (size_t i = lo; i < hi; i++) {
         const sent_example_t *e = &j->d->ex[j->perm[i]];
         int pred = sent_predict(m, e->text, e->len, NULL) >= 0.5f;
-        if (pred && e->label) j->tp++;
-        else if (pred) j->fp++;
-        else if (e->label) j->fn++;
-        else j->tn++;
+        if (pred && e->label)
+            j->tp++;
+        else if (pred)
+            j->fp++;
+        else if (e->label)
+            j->fn++;
+        else
+            j->tn++;
     }
     sent_destroy(m);
     if (!j->quiet)
@@ -316,18 +331,24 @@ static void *fold_thread(void *arg) {
 static void print_report(const char *kind, int folds, size_t n, long tp, long fp, long tn, long fn,
                          const double *fold_acc, int nf, double seconds) {
     double acc = (double)(tp + tn) / (double)(n ? n : 1);
-    double pp = tp + fp ? (double)tp / (double)(tp + fp) : 0, pr = tp + fn ? (double)tp / (double)(tp + fn) : 0;
-    double np = tn + fn ? (double)tn / (double)(tn + fn) : 0, nr = tn + fp ? (double)tn / (double)(tn + fp) : 0;
-    double pf = pp + pr > 0 ? 2 * pp * pr / (pp + pr) : 0, nfs = np + nr > 0 ? 2 * np * nr / (np + nr) : 0;
+    double pp = tp + fp ? (double)tp / (double)(tp + fp) : 0,
+           pr = tp + fn ? (double)tp / (double)(tp + fn) : 0;
+    double np = tn + fn ? (double)tn / (double)(tn + fn) : 0,
+           nr = tn + fp ? (double)tn / (double)(tn + fp) : 0;
+    double pf = pp + pr > 0 ? 2 * pp * pr / (pp + pr) : 0,
+           nfs = np + nr > 0 ? 2 * np * nr / (np + nr) : 0;
     double mean = 0, sd = 0;
     for (int i = 0; i < nf; i++) mean += fold_acc[i] / nf;
-    for (int i = 0; i < nf; i++) sd += (fold_acc[i] - mean) * (fold_acc[i] - mean) / (nf > 1 ? nf - 1 : 1);
-    printf("{\"model\":\"%s\",\"folds\":%d,\"examples\":%zu,\"accuracy\":%.4f,", kind, folds, n, acc);
+    for (int i = 0; i < nf; i++)
+        sd += (fold_acc[i] - mean) * (fold_acc[i] - mean) / (nf > 1 ? nf - 1 : 1);
+    printf("{\"model\":\"%s\",\"folds\":%d,\"examples\":%zu,\"accuracy\":%.4f,", kind, folds, n,
+           acc);
     if (nf > 1) printf("\"accuracy_std\":%.4f,", sqrt(sd));
-    printf("\"f1\":%.4f,\"negative\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
-           "\"positive\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
-           "\"seconds\":%.3f}\n",
-           (pf + nfs) / 2, np, nr, nfs, tn + fp, pp, pr, pf, tp + fn, seconds);
+    printf(
+        "\"f1\":%.4f,\"negative\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
+        "\"positive\":{\"precision\":%.4f,\"recall\":%.4f,\"f1\":%.4f,\"support\":%ld},"
+        "\"seconds\":%.3f}\n",
+        (pf + nfs) / 2, np, nr, nfs, tn + fp, pp, pr, pf, tp + fn, seconds);
 }
 
 int cmd_eval_sentiment(int argc, char **argv) {
@@ -368,12 +389,17 @@ int cmd_eval_sentiment(int argc, char **argv) {
         long tp = 0, fp = 0, tn = 0, fn = 0;
         for (size_t i = 0; i < d.n; i++) {
             int pred = sent_predict(m, d.ex[i].text, d.ex[i].len, NULL) >= 0.5f;
-            if (pred && d.ex[i].label) tp++;
-            else if (pred) fp++;
-            else if (d.ex[i].label) fn++;
-            else tn++;
+            if (pred && d.ex[i].label)
+                tp++;
+            else if (pred)
+                fp++;
+            else if (d.ex[i].label)
+                fn++;
+            else
+                tn++;
         }
-        print_report(sent_kind_name(sent_params(m)->kind), 1, d.n, tp, fp, tn, fn, NULL, 0, now_s() - t0);
+        print_report(sent_kind_name(sent_params(m)->kind), 1, d.n, tp, fp, tn, fn, NULL, 0,
+                     now_s() - t0);
         rc = 0;
         goto done;
     }
@@ -387,8 +413,18 @@ int cmd_eval_sentiment(int argc, char **argv) {
         sent_params_t g = o.p;
 #define KEEP(f)                                                                                    \
     if (memcmp(&g.f, &dflt.f, sizeof g.f)) p.f = g.f
-        KEEP(dim); KEEP(hidden); KEEP(batch); KEEP(max_tokens); KEEP(lr); KEEP(dropout); KEEP(dropout_in);
-        KEEP(l2); KEEP(seed); KEEP(max_vocab); KEEP(freeze); KEEP(max_vocab);
+        KEEP(dim);
+        KEEP(hidden);
+        KEEP(batch);
+        KEEP(max_tokens);
+        KEEP(lr);
+        KEEP(dropout);
+        KEEP(dropout_in);
+        KEEP(l2);
+        KEEP(seed);
+        KEEP(max_vocab);
+        KEEP(freeze);
+        KEEP(max_vocab);
 #undef KEEP
         if (o.set_epochs) p.epochs = g.epochs;
         if (o.set_min_count) p.min_count = g.min_count;
@@ -413,7 +449,12 @@ int cmd_eval_sentiment(int argc, char **argv) {
         perm[j] = t;
     }
     for (int f = 0; f < o.folds; f++)
-        jobs[f] = (fold_job_t){.d = &d, .perm = perm, .fold = f, .folds = o.folds, .p = &p, .emb = emb,
+        jobs[f] = (fold_job_t){.d = &d,
+                               .perm = perm,
+                               .fold = f,
+                               .folds = o.folds,
+                               .p = &p,
+                               .emb = emb,
                                .quiet = o.quiet};
     /* --max-folds runs only the first folds (quick experiments). */
     int run_folds = o.max_folds > 0 && o.max_folds < o.folds ? o.max_folds : o.folds;
@@ -438,8 +479,8 @@ int cmd_eval_sentiment(int argc, char **argv) {
         acc[f] = nfold ? (double)(jobs[f].tp + jobs[f].tn) / (double)nfold : 0;
     }
     if (!failed) {
-        print_report(sent_kind_name(p.kind), o.folds, (size_t)(tp + fp + tn + fn), tp, fp, tn, fn, acc,
-                     run_folds, now_s() - t0);
+        print_report(sent_kind_name(p.kind), o.folds, (size_t)(tp + fp + tn + fn), tp, fp, tn, fn,
+                     acc, run_folds, now_s() - t0);
         rc = 0;
     }
     free(perm), free(jobs), free(acc);
@@ -456,8 +497,8 @@ static void print_w2v(uint64_t done, uint64_t total, double wps, float alpha, vo
     double *last = arg, t = now_s();
     if (t - *last < 1.0) return;
     *last = t;
-    fprintf(stderr, "\rprogress %5.1f%%  %.0f words/s  alpha %.5f", 100.0 * (double)done / (double)total,
-            wps, alpha);
+    fprintf(stderr, "\rprogress %5.1f%%  %.0f words/s  alpha %.5f",
+            100.0 * (double)done / (double)total, wps, alpha);
 }
 
 int cmd_train_embeddings(int argc, char **argv) {
@@ -490,7 +531,8 @@ int cmd_train_embeddings(int argc, char **argv) {
             return 2;
         }
         i++;
-        if (!strcmp(a, "--out")) out = v;
+        if (!strcmp(a, "--out"))
+            out = v;
         else if (!strcmp(a, "--arch")) {
             if (strcmp(v, "sg") && strcmp(v, "cbow")) {
                 fprintf(stderr, "reel train embeddings: --arch sg or cbow\n");
@@ -498,17 +540,28 @@ int cmd_train_embeddings(int argc, char **argv) {
             }
             p.arch = strcmp(v, "cbow") ? W2V_SKIPGRAM : W2V_CBOW;
             arch_given = 1;
-        } else if (!strcmp(a, "--dim")) p.dim = atoi(v);
-        else if (!strcmp(a, "--window")) p.window = atoi(v);
-        else if (!strcmp(a, "--negative")) p.negative = atoi(v);
-        else if (!strcmp(a, "--epochs")) p.epochs = atoi(v);
-        else if (!strcmp(a, "--threads")) p.threads = atoi(v);
-        else if (!strcmp(a, "--min-count")) p.min_count = atoi(v);
-        else if (!strcmp(a, "--max-vocab")) max_vocab = atoi(v);
-        else if (!strcmp(a, "--sample")) p.sample = (float)atof(v);
-        else if (!strcmp(a, "--alpha")) p.alpha = (float)atof(v), alpha_given = 1;
-        else if (!strcmp(a, "--seed")) p.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--format")) format = v;
+        } else if (!strcmp(a, "--dim"))
+            p.dim = atoi(v);
+        else if (!strcmp(a, "--window"))
+            p.window = atoi(v);
+        else if (!strcmp(a, "--negative"))
+            p.negative = atoi(v);
+        else if (!strcmp(a, "--epochs"))
+            p.epochs = atoi(v);
+        else if (!strcmp(a, "--threads"))
+            p.threads = atoi(v);
+        else if (!strcmp(a, "--min-count"))
+            p.min_count = atoi(v);
+        else if (!strcmp(a, "--max-vocab"))
+            max_vocab = atoi(v);
+        else if (!strcmp(a, "--sample"))
+            p.sample = (float)atof(v);
+        else if (!strcmp(a, "--alpha"))
+            p.alpha = (float)atof(v), alpha_given = 1;
+        else if (!strcmp(a, "--seed"))
+            p.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--format"))
+            format = v;
         else {
             fprintf(stderr, "reel train embeddings: unknown option %s\n", a);
             return 2;
@@ -516,7 +569,8 @@ int cmd_train_embeddings(int argc, char **argv) {
     }
     if (arch_given && !alpha_given) p.alpha = w2v_defaults(p.arch).alpha;
     if (!nc || !out || (strcmp(format, "reel") && strcmp(format, "word2vec"))) {
-        fprintf(stderr, "reel train embeddings: --corpus FILE... and --out FILE needed; --format reel|word2vec\n");
+        fprintf(stderr, "reel train embeddings: --corpus FILE... and --out FILE needed; --format "
+                        "reel|word2vec\n");
         return 2;
     }
     /* Two passes: count words, then ids of the kept ones. */
@@ -550,7 +604,8 @@ int cmd_train_embeddings(int argc, char **argv) {
             }
             fclose(f);
         }
-        if (pass == 0 && !(vocab = vocab_prune(all, (uint64_t)p.min_count, (uint32_t)max_vocab, 0))) goto oom;
+        if (pass == 0 && !(vocab = vocab_prune(all, (uint64_t)p.min_count, (uint32_t)max_vocab, 0)))
+            goto oom;
     }
     if (!quiet)
         fprintf(stderr, "corpus: %llu words, vocabulary %u (min count %d), read in %.1f s\n",
@@ -591,15 +646,20 @@ int cmd_similar(int argc, char **argv) {
     cli_opts_t opts = {NULL, overrides, 0};
     int k = 10;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--embeddings") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--k") && i + 1 < argc) k = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-c") && i + 1 < argc) opts.config_file = argv[++i];
+        if (!strcmp(argv[i], "--embeddings") && i + 1 < argc)
+            path = argv[++i];
+        else if (!strcmp(argv[i], "--k") && i + 1 < argc)
+            k = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+            opts.config_file = argv[++i];
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) {
             if (opts.n_overrides < 64) overrides[opts.n_overrides++] = argv[++i];
-        } else if (argv[i][0] != '-' && !word) word = argv[i];
+        } else if (argv[i][0] != '-' && !word)
+            word = argv[i];
         else {
-            fprintf(stderr, "usage: reel similar WORD [--embeddings FILE] [--k 10] [-X redis.url=U]\n"
-                            "Without --embeddings, the current \"embeddings\" model in Redis.\n");
+            fprintf(stderr,
+                    "usage: reel similar WORD [--embeddings FILE] [--k 10] [-X redis.url=U]\n"
+                    "Without --embeddings, the current \"embeddings\" model in Redis.\n");
             return 2;
         }
     }
@@ -614,7 +674,8 @@ int cmd_similar(int argc, char **argv) {
     } else {
         config_t *config = cli_config(&opts);
         if (!config) return 2;
-        store_t *s = store_new(config_get(config, "redis.url", "redis://127.0.0.1:6379"), err, sizeof err);
+        store_t *s =
+            store_new(config_get(config, "redis.url", "redis://127.0.0.1:6379"), err, sizeof err);
         int64_t version = 0;
         void *data = NULL;
         size_t len = 0;

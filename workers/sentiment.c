@@ -154,7 +154,8 @@ static int sentiment_init(const rt_env_t *env, void **state, char *errstr, size_
     }
     st->learn = (int)config_get_int(env->config, "sentiment.embeddings.learn", 1);
     st->alpha = (float)atof(config_get(env->config, "sentiment.embeddings.alpha", "0.005"));
-    st->publish_ms = config_get_int(env->config, "sentiment.embeddings.publish.interval.ms", 600000);
+    st->publish_ms =
+        config_get_int(env->config, "sentiment.embeddings.publish.interval.ms", 600000);
     st->last_publish_ms = now_ms();
     st->rng = 0x9E3779B97F4A7C15ull;
     st->toks = malloc((size_t)EMB_MAX_TOKENS * TOK_STRIDE);
@@ -219,7 +220,8 @@ static void learn_embeddings(sentiment_state_t *st, const char *text, size_t len
 }
 
 static void publish_embeddings(sentiment_state_t *st, rt_ctx_t *ctx) {
-    if (!st->emb || !st->updates || st->publish_ms <= 0 || now_ms() - st->last_publish_ms < st->publish_ms)
+    if (!st->emb || !st->updates || st->publish_ms <= 0 ||
+        now_ms() - st->last_publish_ms < st->publish_ms)
         return;
     st->last_publish_ms = now_ms();
     char *buf = NULL;
@@ -262,7 +264,8 @@ static int sentiment_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batc
     if (set_string(&st->out, "model_version", st->version_str, strlen(st->version_str)) ||
         avro_value_get_by_name(&st->out, "source", &src, NULL) ||
         set_string(&src, "topic", batch->topic, strlen(batch->topic)) ||
-        avro_value_get_by_name(&src, "partition", &f, NULL) || avro_value_set_int(&f, batch->partition) ||
+        avro_value_get_by_name(&src, "partition", &f, NULL) ||
+        avro_value_set_int(&f, batch->partition) ||
         avro_value_get_by_name(&st->out, "ts", &f, NULL) ||
         avro_value_set_long(&f, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000)) {
         snprintf(errstr, errstr_size, "building ReviewSentiment: %s", avro_strerror());
@@ -272,7 +275,8 @@ static int sentiment_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batc
         const rt_record_t *r = &batch->records[i];
         const char *review_id, *item_id, *text;
         size_t rl, il, tl;
-        if (get_string(r->avro, "review_id", &review_id, &rl) || get_string(r->avro, "item_id", &item_id, &il) ||
+        if (get_string(r->avro, "review_id", &review_id, &rl) ||
+            get_string(r->avro, "item_id", &item_id, &il) ||
             get_string(r->avro, "text", &text, &tl)) {
             rt_fail(ctx, r, "process", "Review lacks review_id, item_id or text");
             continue;
@@ -281,23 +285,27 @@ static int sentiment_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batc
             rt_fail(ctx, r, "process", "item_id is empty or has a NUL byte");
             continue;
         }
-        unsigned flags = 0;
-        float p = sent_predict(st->model, text, tl, &flags);
         /* A text with no token (empty, only spaces or quotes) has no
          * sentiment to report: the model would answer its prior. */
-        if (tok_split(text, tl < 4096 ? tl : 4096, st->toks, 1, NULL) == 0) {
+        if (tok_split(text, tl, st->toks, 1, NULL) == 0) {
             rt_fail(ctx, r, "process", "review text has no words");
             continue;
         }
+        unsigned flags = 0;
+        float p = sent_predict(st->model, text, tl, &flags);
         float score = 2 * p - 1;
         int label = score > st->band ? 2 : score < -st->band ? 0 : 1;
         float prob = label == 2 ? p : label == 0 ? 1 - p : 1 - (score < 0 ? -score : score);
-        if (set_string(&st->out, "review_id", review_id, rl) || set_string(&st->out, "item_id", item_id, il) ||
+        if (set_string(&st->out, "review_id", review_id, rl) ||
+            set_string(&st->out, "item_id", item_id, il) ||
             avro_value_get_by_name(&st->out, "label", &f, NULL) || avro_value_set_enum(&f, label) ||
-            avro_value_get_by_name(&st->out, "score", &f, NULL) || avro_value_set_float(&f, score) ||
-            avro_value_get_by_name(&st->out, "probability", &f, NULL) || avro_value_set_float(&f, prob) ||
+            avro_value_get_by_name(&st->out, "score", &f, NULL) ||
+            avro_value_set_float(&f, score) ||
+            avro_value_get_by_name(&st->out, "probability", &f, NULL) ||
+            avro_value_set_float(&f, prob) ||
             avro_value_get_by_name(&st->out, "source", &src, NULL) ||
-            avro_value_get_by_name(&src, "offset", &f, NULL) || avro_value_set_long(&f, r->offset)) {
+            avro_value_get_by_name(&src, "offset", &f, NULL) ||
+            avro_value_set_long(&f, r->offset)) {
             rt_fail(ctx, r, "process", avro_strerror());
             continue;
         }
@@ -318,7 +326,8 @@ static int sentiment_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batc
             return -1;
         }
         if (flags & TOK_LATIN1)
-            log_debug("review_latin1", "review_id=%.*s read as Latin-1", (int)(rl > 64 ? 64 : rl), review_id);
+            log_debug("review_latin1", "review_id=%.*s read as Latin-1", (int)(rl > 64 ? 64 : rl),
+                      review_id);
         learn_embeddings(st, text, tl);
     }
     publish_embeddings(st, ctx);

@@ -96,7 +96,8 @@ int bow_train(const int32_t *const *feats, const size_t *n_feats, const int *lab
     }
     /* Naive Bayes with add-one smoothing: r = log p(f|+) - log p(f|-). */
     double zp = spos + (double)n_grams, zn = sneg + (double)n_grams;
-    for (size_t f = 0; f < n_grams; f++) w[f] = (float)(log((pc[f] + 1) / zp) - log((nc[f] + 1) / zn));
+    for (size_t f = 0; f < n_grams; f++)
+        w[f] = (float)(log((pc[f] + 1) / zp) - log((nc[f] + 1) / zn));
     *b = (float)log((npos + 1) / (nneg + 1));
     if (!nblr) {
         rc = 0;

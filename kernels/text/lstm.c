@@ -8,23 +8,23 @@
 
 struct rnn_work {
     int max_b, max_t;
-    float *x;     /* T*B x D: input embeddings after dropout */
-    float *xmask; /* T*B x D: dropout scale per input */
-    float *zx;    /* T*B x G: X Wx + bx */
-    float *gates; /* T*B x G: activated gates */
-    float *zh;    /* T*B x G: GRU only: h Wh + bh */
-    float *c;     /* (T+1)*B x H: LSTM cell states */
-    float *h;     /* (T+1)*B x H: hidden states, h[0] = 0 */
-    float *pool;  /* B x H */
-    int *argmax;  /* B x H: the step each pooled value came from, -1: none */
-    float *pmask; /* B x H */
-    float *pd;    /* B x H: pooled after dropout */
-    float *probs; /* B x C */
-    float *dzx;   /* T*B x G */
-    float *dzh;   /* T*B x G (GRU) */
+    float *x;                     /* T*B x D: input embeddings after dropout */
+    float *xmask;                 /* T*B x D: dropout scale per input */
+    float *zx;                    /* T*B x G: X Wx + bx */
+    float *gates;                 /* T*B x G: activated gates */
+    float *zh;                    /* T*B x G: GRU only: h Wh + bh */
+    float *c;                     /* (T+1)*B x H: LSTM cell states */
+    float *h;                     /* (T+1)*B x H: hidden states, h[0] = 0 */
+    float *pool;                  /* B x H */
+    int *argmax;                  /* B x H: the step each pooled value came from, -1: none */
+    float *pmask;                 /* B x H */
+    float *pd;                    /* B x H: pooled after dropout */
+    float *probs;                 /* B x C */
+    float *dzx;                   /* T*B x G */
+    float *dzh;                   /* T*B x G (GRU) */
     float *dh, *dc, *dhn, *dpool; /* B x H */
-    float *dx;    /* T*B x D */
-    float *dlog;  /* B x C */
+    float *dx;                    /* T*B x D */
+    float *dlog;                  /* B x C */
 };
 
 static uint64_t xorshift(uint64_t *s) {
@@ -33,8 +33,12 @@ static uint64_t xorshift(uint64_t *s) {
     *s ^= *s << 17;
     return *s;
 }
-static float uniform01(uint64_t *s) { return (float)(xorshift(s) >> 40) / (float)(1ull << 24); }
-static float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+static float uniform01(uint64_t *s) {
+    return (float)(xorshift(s) >> 40) / (float)(1ull << 24);
+}
+static float sigm(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
 
 rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t seed) {
     if (vocab <= 0 || dim <= 0 || hidden <= 0 || classes <= 0) return NULL;
@@ -79,9 +83,9 @@ void rnn_destroy(rnn_t *m) {
 
 void rnn_work_destroy(rnn_work_t *w) {
     if (!w) return;
-    float *bufs[] = {w->x,  w->xmask, w->zx, w->gates, w->zh,  w->c,  w->h,   w->pool,
-                     w->pmask, w->pd, w->probs, w->dzx, w->dzh, w->dh, w->dc, w->dhn,
-                     w->dpool, w->dx, w->dlog};
+    float *bufs[] = {w->x,    w->xmask, w->zx,    w->gates, w->zh,  w->c,   w->h,
+                     w->pool, w->pmask, w->pd,    w->probs, w->dzx, w->dzh, w->dh,
+                     w->dc,   w->dhn,   w->dpool, w->dx,    w->dlog};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(w->argmax);
     free(w);
@@ -94,16 +98,22 @@ rnn_work_t *rnn_work_new(const rnn_t *m, int max_batch, int max_len) {
     size_t B = (size_t)max_batch, T = (size_t)max_len, D = (size_t)m->dim, H = (size_t)m->hidden,
            G = (size_t)m->gates, C = (size_t)m->classes;
     w->max_b = max_batch, w->max_t = max_len;
-    int ok = (w->x = malloc(T * B * D * sizeof(float))) && (w->xmask = malloc(T * B * D * sizeof(float))) &&
-             (w->zx = malloc(T * B * G * sizeof(float))) && (w->gates = malloc(T * B * G * sizeof(float))) &&
-             (w->zh = malloc(T * B * G * sizeof(float))) && (w->c = malloc((T + 1) * B * H * sizeof(float))) &&
-             (w->h = malloc((T + 1) * B * H * sizeof(float))) && (w->pool = malloc(B * H * sizeof(float))) &&
-             (w->argmax = malloc(B * H * sizeof(int))) && (w->pmask = malloc(B * H * sizeof(float))) &&
-             (w->pd = malloc(B * H * sizeof(float))) && (w->probs = malloc(B * C * sizeof(float))) &&
-             (w->dzx = malloc(T * B * G * sizeof(float))) && (w->dzh = malloc(T * B * G * sizeof(float))) &&
-             (w->dh = malloc(B * H * sizeof(float))) && (w->dc = malloc(B * H * sizeof(float))) &&
-             (w->dhn = malloc(B * H * sizeof(float))) && (w->dpool = malloc(B * H * sizeof(float))) &&
-             (w->dx = malloc(T * B * D * sizeof(float))) && (w->dlog = malloc(B * C * sizeof(float)));
+    int ok =
+        (w->x = malloc(T * B * D * sizeof(float))) &&
+        (w->xmask = malloc(T * B * D * sizeof(float))) &&
+        (w->zx = malloc(T * B * G * sizeof(float))) &&
+        (w->gates = malloc(T * B * G * sizeof(float))) &&
+        (w->zh = malloc(T * B * G * sizeof(float))) &&
+        (w->c = malloc((T + 1) * B * H * sizeof(float))) &&
+        (w->h = malloc((T + 1) * B * H * sizeof(float))) &&
+        (w->pool = malloc(B * H * sizeof(float))) && (w->argmax = malloc(B * H * sizeof(int))) &&
+        (w->pmask = malloc(B * H * sizeof(float))) && (w->pd = malloc(B * H * sizeof(float))) &&
+        (w->probs = malloc(B * C * sizeof(float))) &&
+        (w->dzx = malloc(T * B * G * sizeof(float))) &&
+        (w->dzh = malloc(T * B * G * sizeof(float))) && (w->dh = malloc(B * H * sizeof(float))) &&
+        (w->dc = malloc(B * H * sizeof(float))) && (w->dhn = malloc(B * H * sizeof(float))) &&
+        (w->dpool = malloc(B * H * sizeof(float))) && (w->dx = malloc(T * B * D * sizeof(float))) &&
+        (w->dlog = malloc(B * C * sizeof(float)));
     if (!ok) {
         rnn_work_destroy(w);
         return NULL;
@@ -128,14 +138,15 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
             }
             const float *e = m->emb + (size_t)ids[(size_t)b * T + t] * D;
             for (int d = 0; d < D; d++) {
-                mk[d] = (rng && p_in > 0) ? (uniform01(rng) < keep_in ? 1.0f / keep_in : 0.0f) : 1.0f;
+                mk[d] =
+                    (rng && p_in > 0) ? (uniform01(rng) < keep_in ? 1.0f / keep_in : 0.0f) : 1.0f;
                 x[d] = e[d] * mk[d];
             }
         }
     /* Every step's input projection in one sgemm. */
     for (int r = 0; r < T * B; r++) memcpy(w->zx + (size_t)r * G, m->bx, G * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * B, G, D, 1.0f, w->x, D, m->wx, G, 1.0f,
-                w->zx, G);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * B, G, D, 1.0f, w->x, D, m->wx, G,
+                1.0f, w->zx, G);
     memset(w->h, 0, (size_t)B * H * sizeof(float));
     memset(w->c, 0, (size_t)B * H * sizeof(float));
     for (int t = 0; t < T; t++) {
@@ -159,7 +170,8 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
             if (m->cell == RNN_LSTM) {
                 for (int j = 0; j < H; j++) {
                     float i = sigm(a[j] + u[j]), f = sigm(a[H + j] + u[H + j]);
-                    float gg = tanhf(a[2 * H + j] + u[2 * H + j]), o = sigm(a[3 * H + j] + u[3 * H + j]);
+                    float gg = tanhf(a[2 * H + j] + u[2 * H + j]),
+                          o = sigm(a[3 * H + j] + u[3 * H + j]);
                     g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
                     cnb[j] = f * cpb[j] + i * gg;
                     hnb[j] = o * tanhf(cnb[j]);
@@ -178,7 +190,8 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
     /* Max pooling over each sequence's steps, dropout, dense, softmax. */
     float loss = 0;
     for (int b = 0; b < B; b++) {
-        float *pl = w->pool + (size_t)b * H, *pd = w->pd + (size_t)b * H, *pm = w->pmask + (size_t)b * H;
+        float *pl = w->pool + (size_t)b * H, *pd = w->pd + (size_t)b * H,
+              *pm = w->pmask + (size_t)b * H;
         int *am = w->argmax + (size_t)b * H;
         for (int j = 0; j < H; j++) {
             pl[j] = 0, am[j] = -1;
@@ -186,7 +199,8 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
                 float v = w->h[((size_t)(t + 1) * B + b) * H + j];
                 if (am[j] < 0 || v > pl[j]) pl[j] = v, am[j] = t;
             }
-            pm[j] = (rng && p_out > 0) ? (uniform01(rng) < keep_out ? 1.0f / keep_out : 0.0f) : 1.0f;
+            pm[j] =
+                (rng && p_out > 0) ? (uniform01(rng) < keep_out ? 1.0f / keep_out : 0.0f) : 1.0f;
             pd[j] = pl[j] * pm[j];
         }
         float *pr = w->probs + (size_t)b * C;
@@ -212,11 +226,13 @@ void rnn_backward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
     if (B > w->max_b) B = w->max_b;
     if (T > w->max_t) T = w->max_t;
     float *g_emb = grad, *g_wx = g_emb + (size_t)m->vocab * D, *g_wh = g_wx + (size_t)D * G,
-          *g_bx = g_wh + (size_t)H * G, *g_bh = g_bx + G, *g_wo = g_bh + G, *g_bo = g_wo + (size_t)H * C;
+          *g_bx = g_wh + (size_t)H * G, *g_bh = g_bx + G, *g_wo = g_bh + G,
+          *g_bo = g_wo + (size_t)H * C;
     /* Softmax cross-entropy, mean over the batch. */
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
-            w->dlog[(size_t)b * C + c] = (w->probs[(size_t)b * C + c] - (labels[b] == c)) / (float)B;
+            w->dlog[(size_t)b * C + c] =
+                (w->probs[(size_t)b * C + c] - (labels[b] == c)) / (float)B;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, B, 1.0f, w->pd, H, w->dlog, C, 1.0f,
                 g_wo, C);
     for (int b = 0; b < B; b++)
@@ -237,7 +253,8 @@ void rnn_backward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
             float *ax = dzx + (size_t)b * G, *ah = dzh + (size_t)b * G;
             const float *g = gt + (size_t)b * G;
             for (int j = 0; j < H; j++)
-                dh[j] = dhn[j] + (w->argmax[(size_t)b * H + j] == t ? w->dpool[(size_t)b * H + j] : 0.0f);
+                dh[j] = dhn[j] +
+                        (w->argmax[(size_t)b * H + j] == t ? w->dpool[(size_t)b * H + j] : 0.0f);
             if (t >= lens[b]) {
                 /* A padding step copies the state: gradients pass through. */
                 memset(ax, 0, G * sizeof(float));
@@ -285,21 +302,22 @@ void rnn_backward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
                     w->dhn, H);
     }
     /* Weight gradients over all steps at once. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, G, T * B, 1.0f, w->h, H, w->dzh, G, 1.0f,
-                g_wh, G);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, G, T * B, 1.0f, w->x, D, w->dzx, G, 1.0f,
-                g_wx, G);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, G, T * B, 1.0f, w->h, H, w->dzh, G,
+                1.0f, g_wh, G);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, G, T * B, 1.0f, w->x, D, w->dzx, G,
+                1.0f, g_wx, G);
     for (int r = 0; r < T * B; r++)
         for (int k = 0; k < G; k++) {
             g_bx[k] += w->dzx[(size_t)r * G + k];
             g_bh[k] += w->dzh[(size_t)r * G + k];
         }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T * B, D, G, 1.0f, w->dzx, G, m->wx, G, 0.0f,
-                w->dx, D);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T * B, D, G, 1.0f, w->dzx, G, m->wx, G,
+                0.0f, w->dx, D);
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) {
             if (t >= lens[b]) continue;
-            const float *dx = w->dx + ((size_t)t * B + b) * D, *mk = w->xmask + ((size_t)t * B + b) * D;
+            const float *dx = w->dx + ((size_t)t * B + b) * D,
+                        *mk = w->xmask + ((size_t)t * B + b) * D;
             float *ge = g_emb + (size_t)ids[(size_t)b * T + t] * D;
             for (int d = 0; d < D; d++) ge[d] += dx[d] * mk[d];
         }

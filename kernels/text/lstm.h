@@ -12,12 +12,12 @@
 enum { RNN_LSTM = 0, RNN_GRU = 1 };
 
 typedef struct rnn {
-    int cell;    /* RNN_LSTM or RNN_GRU */
-    int vocab;   /* rows of the embedding table */
-    int dim;     /* embedding size D */
-    int hidden;  /* state size H */
-    int classes; /* output classes C */
-    int gates;   /* G: 4H (LSTM: i f g o) or 3H (GRU: r z n) */
+    int cell;      /* RNN_LSTM or RNN_GRU */
+    int vocab;     /* rows of the embedding table */
+    int dim;       /* embedding size D */
+    int hidden;    /* state size H */
+    int classes;   /* output classes C */
+    int gates;     /* G: 4H (LSTM: i f g o) or 3H (GRU: r z n) */
     float *params; /* every parameter, owned; the pointers below are views */
     size_t n_params;
     float *emb; /* vocab x D */

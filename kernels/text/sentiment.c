@@ -54,11 +54,17 @@ int sent_kind_parse(const char *name) {
     return -1;
 }
 
-const char *sent_kind_name(int kind) { return kind >= 0 && kind < 5 ? kind_names[kind] : "?"; }
+const char *sent_kind_name(int kind) {
+    return kind >= 0 && kind < 5 ? kind_names[kind] : "?";
+}
 
-const sent_params_t *sent_params(const sent_model_t *m) { return &m->p; }
+const sent_params_t *sent_params(const sent_model_t *m) {
+    return &m->p;
+}
 
-static int is_rnn(int kind) { return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE; }
+static int is_rnn(int kind) {
+    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE;
+}
 
 void sent_destroy(sent_model_t *m) {
     if (!m) return;
@@ -167,8 +173,8 @@ static int by_len(const void *a, const void *b) {
     return ((const seq_t *)a)->len - ((const seq_t *)b)->len;
 }
 
-static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n, const w2v_t *emb,
-                               sent_progress_fn progress, void *arg, char *errstr,
+static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
+                               const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
                                size_t errstr_size) {
     const sent_params_t *p = &m->p;
     size_t T = (size_t)p->max_tokens;
@@ -176,7 +182,8 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     vocab_t *all = vocab_new();
     seq_t *seqs = calloc(n, sizeof *seqs);
     int32_t *bids = malloc((size_t)p->batch * T * sizeof *bids);
-    int *blens = malloc((size_t)p->batch * sizeof *blens), *blab = malloc((size_t)p->batch * sizeof *blab);
+    int *blens = malloc((size_t)p->batch * sizeof *blens),
+        *blab = malloc((size_t)p->batch * sizeof *blab);
     size_t nb = (n + (size_t)p->batch - 1) / (size_t)p->batch;
     size_t *border = malloc((nb + 1) * sizeof *border);
     float *grad = NULL;
@@ -190,18 +197,20 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     }
     if (emb) {
         /* Words the embeddings know, so unseen test words keep a vector. */
-        uint32_t lim = emb->vocab->n < (uint32_t)p->max_vocab ? emb->vocab->n : (uint32_t)p->max_vocab;
+        uint32_t lim =
+            emb->vocab->n < (uint32_t)p->max_vocab ? emb->vocab->n : (uint32_t)p->max_vocab;
         for (uint32_t i = 0; i < lim; i++) {
             int64_t id = vocab_find(all, emb->vocab->words[i]);
-            if (id < 0 && vocab_add(all, emb->vocab->words[i], (uint64_t)p->min_count) < 0) goto oom;
+            if (id < 0 && vocab_add(all, emb->vocab->words[i], (uint64_t)p->min_count) < 0)
+                goto oom;
             if (id >= 0 && all->counts[id] < (uint64_t)p->min_count)
                 all->counts[id] = (uint64_t)p->min_count;
         }
     }
     m->vocab = vocab_prune(all, (uint64_t)p->min_count, 0, 1);
     if (!m->vocab) goto oom;
-    m->rnn = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden, 2,
-                     p->seed);
+    m->rnn = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden,
+                     2, p->seed);
     if (!m->rnn) goto oom;
     if (emb) {
         for (uint32_t i = 1; i < m->vocab->n; i++) {
@@ -257,8 +266,8 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                 blab[b] = seqs[s + b].label;
                 memcpy(bids + (size_t)b * Tb, seqs[s + b].ids, (size_t)blens[b] * sizeof(int32_t));
             }
-            float loss =
-                rnn_forward(m->rnn, work, bids, blens, B, Tb, blab, p->dropout_in, p->dropout, &rng, NULL);
+            float loss = rnn_forward(m->rnn, work, bids, blens, B, Tb, blab, p->dropout_in,
+                                     p->dropout, &rng, NULL);
             memset(grad, 0, m->rnn->n_params * sizeof *grad);
             rnn_backward(m->rnn, work, bids, blens, B, Tb, blab, grad);
             adam_step(adam, m->rnn->params + skip, grad + skip, p->lr, p->clip);
@@ -294,8 +303,8 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         snprintf(errstr, errstr_size, "no training examples");
         return NULL;
     }
-    if (p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->batch <= 0 || p->hidden <= 0 ||
-        p->dim <= 0 || p->epochs < 0) {
+    if (p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->batch <= 0 ||
+        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -348,13 +357,14 @@ static int put_floats(FILE *f, const float *x, size_t n) {
 
 int sent_write(const sent_model_t *m, FILE *f) {
     const sent_params_t *p = &m->p;
-    int bad = fwrite("RSNT", 1, 4, f) != 4 || put_u32(f, SENT_VERSION) || put_u32(f, (uint32_t)p->kind) ||
-              put_u32(f, (uint32_t)p->dim) || put_u32(f, (uint32_t)p->hidden) ||
-              put_u32(f, (uint32_t)p->epochs) || put_u32(f, (uint32_t)p->batch) ||
-              put_u32(f, (uint32_t)p->min_count) || put_u32(f, (uint32_t)p->max_tokens) ||
-              put_u32(f, (uint32_t)p->max_vocab) || put_f32(f, p->lr) || put_f32(f, p->dropout) ||
-              put_f32(f, p->dropout_in) || put_f32(f, p->clip) || put_f32(f, p->l2) ||
-              put_u32(f, (uint32_t)p->seed) || put_u32(f, (uint32_t)p->freeze) || vocab_write(m->vocab, f);
+    int bad = fwrite("RSNT", 1, 4, f) != 4 || put_u32(f, SENT_VERSION) ||
+              put_u32(f, (uint32_t)p->kind) || put_u32(f, (uint32_t)p->dim) ||
+              put_u32(f, (uint32_t)p->hidden) || put_u32(f, (uint32_t)p->epochs) ||
+              put_u32(f, (uint32_t)p->batch) || put_u32(f, (uint32_t)p->min_count) ||
+              put_u32(f, (uint32_t)p->max_tokens) || put_u32(f, (uint32_t)p->max_vocab) ||
+              put_f32(f, p->lr) || put_f32(f, p->dropout) || put_f32(f, p->dropout_in) ||
+              put_f32(f, p->clip) || put_f32(f, p->l2) || put_u32(f, (uint32_t)p->seed) ||
+              put_u32(f, (uint32_t)p->freeze) || vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
@@ -416,7 +426,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     r.pos = 4;
     uint32_t ver = rd_u32(&r);
     if (ver != SENT_VERSION) {
-        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads %u", ver, SENT_VERSION);
+        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads %u", ver,
+                 SENT_VERSION);
         return NULL;
     }
     sent_model_t *m = calloc(1, sizeof *m);
@@ -440,7 +451,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     p->l2 = rd_f32(&r);
     p->seed = rd_u32(&r);
     p->freeze = (int)rd_u32(&r);
-    if (r.bad || p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->max_tokens > 100000) {
+    if (r.bad || p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 ||
+        p->max_tokens > 100000) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
         goto fail;
     }
@@ -460,7 +472,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             snprintf(errstr, errstr_size, "sentiment model shapes invalid");
             goto fail;
         }
-        m->rnn = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
+        m->rnn =
+            rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
         if (!m->rnn) goto oom;
         if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
@@ -468,7 +481,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         }
         if (p->kind == SENT_ENSEMBLE) {
             /* The rest is the NB-LR half, a whole model file. */
-            if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size))) goto fail;
+            if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size)))
+                goto fail;
             if (sent_params(m->bow)->kind != SENT_NBLR) {
                 snprintf(errstr, errstr_size, "ensemble's second model is not NB-LR");
                 goto fail;

@@ -23,20 +23,20 @@ enum { SENT_NB = 0, SENT_NBLR = 1, SENT_LSTM = 2, SENT_GRU = 3, SENT_ENSEMBLE = 
 
 typedef struct sent_params {
     int kind;
-    int dim;        /* RNN embedding size (100; the embeddings' size when given) */
-    int hidden;     /* RNN state size */
-    int epochs;     /* training passes */
-    int batch;      /* RNN minibatch */
-    int min_count;  /* a word (RNN) or n-gram (BOW) must be seen this often */
-    int max_tokens; /* tokens per text, the rest ignored */
-    int max_vocab;  /* RNN: words taken from the embeddings' vocabulary too */
-    float lr;       /* Adam learning rate */
-    float dropout;  /* on the pooled state */
+    int dim;          /* RNN embedding size (100; the embeddings' size when given) */
+    int hidden;       /* RNN state size */
+    int epochs;       /* training passes */
+    int batch;        /* RNN minibatch */
+    int min_count;    /* a word (RNN) or n-gram (BOW) must be seen this often */
+    int max_tokens;   /* tokens per text, the rest ignored */
+    int max_vocab;    /* RNN: words taken from the embeddings' vocabulary too */
+    float lr;         /* Adam learning rate */
+    float dropout;    /* on the pooled state */
     float dropout_in; /* on the input embeddings */
-    float clip;     /* gradient norm clipping */
-    float l2;       /* NB-LR L2 penalty */
+    float clip;       /* gradient norm clipping */
+    float l2;         /* NB-LR L2 penalty */
     uint64_t seed;
-    int freeze;     /* RNN: keep the embeddings as given (1) or train them (0) */
+    int freeze; /* RNN: keep the embeddings as given (1) or train them (0) */
 } sent_params_t;
 
 /* Defaults for kind. */

@@ -77,7 +77,7 @@ static int classify(uint32_t c) {
     if (c <= 0x200F || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x2060)
         return C_SPACE;
     if (c < 0x2070) return C_PUNCT;
-    if (c >= 0x2190 && c < 0x2600) return C_PUNCT; /* arrows, math, boxes */
+    if (c >= 0x2190 && c < 0x2600) return C_PUNCT;  /* arrows, math, boxes */
     if (c >= 0x2600 && c < 0x27C0) return C_SINGLE; /* symbols, dingbats */
     if (c == 0x3000) return C_SPACE;
     if (c > 0x3000 && c < 0x3040) return C_PUNCT;                   /* CJK punctuation */
@@ -129,7 +129,9 @@ static void put(char *t, size_t *n, uint32_t cp) {
     t[*n] = 0;
 }
 
-static int is_wordish(int cls) { return cls == C_WORD || cls == C_DIGIT; }
+static int is_wordish(int cls) {
+    return cls == C_WORD || cls == C_DIGIT;
+}
 
 /* Length (in code points, at most 3) of the letters after an apostrophe at
  * byte pos, and those letters lowercased into s; 0 when what follows is not

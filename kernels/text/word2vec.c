@@ -86,10 +86,10 @@ static inline float sigmoid_fast(float f) {
 
 /* One sentence (already subsampled) of skip-gram or CBOW updates. neu1 and
  * neu1e are dim floats of scratch. */
-HOT static void train_sentence(float *restrict syn0, float *restrict syn1, int dim, const int32_t *sent,
-                               int len, int arch, int window, int negative, const int32_t *table,
-                               size_t table_size, float alpha, uint64_t *rng, float *restrict neu1,
-                               float *restrict neu1e) {
+HOT static void train_sentence(float *restrict syn0, float *restrict syn1, int dim,
+                               const int32_t *sent, int len, int arch, int window, int negative,
+                               const int32_t *table, size_t table_size, float alpha, uint64_t *rng,
+                               float *restrict neu1, float *restrict neu1e) {
     for (int pos = 0; pos < len; pos++) {
         int word = sent[pos];
         int b = (int)(xorshift(rng) % (uint64_t)window);
@@ -222,7 +222,8 @@ static void *train_thread(void *argp) {
             if (local >= 10000) {
                 uint64_t d = atomic_fetch_add(&s->done, local) + local;
                 local = 0;
-                if (s->progress && ta->index == 0 && pthread_mutex_trylock(&s->progress_lock) == 0) {
+                if (s->progress && ta->index == 0 &&
+                    pthread_mutex_trylock(&s->progress_lock) == 0) {
                     double el = now_s() - s->t0;
                     s->progress(d, s->total, el > 0 ? (double)d / el : 0, alpha, s->arg);
                     pthread_mutex_unlock(&s->progress_lock);
@@ -270,8 +271,14 @@ w2v_t *w2v_train(const w2v_params_t *p, const vocab_t *vocab, const w2v_corpus_t
         double f = (double)vocab->counts[i], t = p->sample * (double)total_count;
         keep[i] = p->sample > 0 && f > 0 ? (float)((sqrt(f / t) + 1) * t / f) : 1.0f;
     }
-    shared_t s = {.m = m, .p = p, .c = corpus, .keep = keep, .total = corpus->words * (uint64_t)p->epochs,
-                  .t0 = now_s(), .progress = progress, .arg = arg};
+    shared_t s = {.m = m,
+                  .p = p,
+                  .c = corpus,
+                  .keep = keep,
+                  .total = corpus->words * (uint64_t)p->epochs,
+                  .t0 = now_s(),
+                  .progress = progress,
+                  .arg = arg};
     atomic_init(&s.done, 0);
     pthread_mutex_init(&s.progress_lock, NULL);
     ta = calloc((size_t)p->threads, sizeof *ta);
@@ -323,8 +330,8 @@ int w2v_update(w2v_t *m, const w2v_params_t *p, const int32_t *ids, size_t n, fl
     for (size_t i = 0; i < n && len < MAX_SENT; i++)
         if (ids[i] >= 0 && (uint32_t)ids[i] < m->vocab->n) sent[len++] = ids[i];
     if (len > 1)
-        train_sentence(m->vec, m->out, m->dim, sent, len, p->arch, p->window, p->negative, m->neg_table,
-                       m->neg_size, alpha, rng, scratch, scratch + m->dim);
+        train_sentence(m->vec, m->out, m->dim, sent, len, p->arch, p->window, p->negative,
+                       m->neg_table, m->neg_size, alpha, rng, scratch, scratch + m->dim);
     return 0;
 }
 
@@ -342,14 +349,16 @@ int w2v_write(const w2v_t *m, FILE *f, int word2vec_format, int with_out) {
         if (fprintf(f, "%u %d\n", m->vocab->n, m->dim) < 0) return -1;
         for (uint32_t i = 0; i < m->vocab->n; i++)
             if (fprintf(f, "%s ", m->vocab->words[i]) < 0 ||
-                fwrite(m->vec + (size_t)i * m->dim, sizeof(float), (size_t)m->dim, f) != (size_t)m->dim ||
+                fwrite(m->vec + (size_t)i * m->dim, sizeof(float), (size_t)m->dim, f) !=
+                    (size_t)m->dim ||
                 fputc('\n', f) == EOF)
                 return -1;
         return 0;
     }
     int out = with_out && m->out;
     if (fwrite("RW2V", 1, 4, f) != 4 || put_u32(f, 1) || put_u32(f, (uint32_t)m->dim) ||
-        put_u32(f, out ? 1u : 0u) || vocab_write(m->vocab, f) || fwrite(m->vec, sizeof(float), nv, f) != nv ||
+        put_u32(f, out ? 1u : 0u) || vocab_write(m->vocab, f) ||
+        fwrite(m->vec, sizeof(float), nv, f) != nv ||
         (out && fwrite(m->out, sizeof(float), nv, f) != nv))
         return -1;
     return 0;
@@ -389,7 +398,8 @@ static w2v_t *load_word2vec(const unsigned char *d, size_t len, char *errstr, si
         return NULL;
     }
     w2v_t *m = calloc(1, sizeof *m);
-    if (!m || !(m->vocab = vocab_new()) || !(m->vec = malloc((size_t)n * dim * sizeof(float) + 1))) {
+    if (!m || !(m->vocab = vocab_new()) ||
+        !(m->vec = malloc((size_t)n * dim * sizeof(float) + 1))) {
         snprintf(errstr, errstr_size, "out of memory");
         w2v_destroy(m);
         return NULL;
@@ -403,8 +413,8 @@ static w2v_t *load_word2vec(const unsigned char *d, size_t len, char *errstr, si
         while (pos < len && d[pos] != ' ' && l < sizeof w - 1) w[l++] = (char)d[pos++];
         w[l] = 0;
         pos++;
-        if (l == 0 || pos > len || (len - pos) / sizeof(float) < (size_t)dim || vocab_find(m->vocab, w) >= 0 ||
-            vocab_add(m->vocab, w, n - i) < 0) {
+        if (l == 0 || pos > len || (len - pos) / sizeof(float) < (size_t)dim ||
+            vocab_find(m->vocab, w) >= 0 || vocab_add(m->vocab, w, n - i) < 0) {
             snprintf(errstr, errstr_size, "word2vec file truncated or malformed at word %u", i);
             w2v_destroy(m);
             return NULL;

@@ -19,15 +19,15 @@
 enum { W2V_SKIPGRAM = 0, W2V_CBOW = 1 };
 
 typedef struct w2v_params {
-    int arch;         /* W2V_SKIPGRAM or W2V_CBOW */
-    int dim;          /* vector size (100) */
-    int window;       /* max context on each side (5) */
-    int negative;     /* negative samples (5) */
-    int epochs;       /* passes over the corpus (5) */
-    int threads;      /* training threads (1) */
-    int min_count;    /* words seen fewer times are dropped (5) */
-    float sample;     /* subsampling threshold (1e-3) */
-    float alpha;      /* starting learning rate (0.025 sg, 0.05 cbow) */
+    int arch;      /* W2V_SKIPGRAM or W2V_CBOW */
+    int dim;       /* vector size (100) */
+    int window;    /* max context on each side (5) */
+    int negative;  /* negative samples (5) */
+    int epochs;    /* passes over the corpus (5) */
+    int threads;   /* training threads (1) */
+    int min_count; /* words seen fewer times are dropped (5) */
+    float sample;  /* subsampling threshold (1e-3) */
+    float alpha;   /* starting learning rate (0.025 sg, 0.05 cbow) */
     uint64_t seed;
 } w2v_params_t;
 
@@ -37,8 +37,8 @@ w2v_params_t w2v_defaults(int arch);
 typedef struct w2v {
     vocab_t *vocab; /* owned */
     int dim;
-    float *vec;  /* vocab->n x dim input vectors, owned */
-    float *out;  /* vocab->n x dim output vectors, or NULL (cannot train on) */
+    float *vec;         /* vocab->n x dim input vectors, owned */
+    float *out;         /* vocab->n x dim output vectors, or NULL (cannot train on) */
     int32_t *neg_table; /* negative-sampling table, built when training */
     size_t neg_size;
 } w2v_t;
@@ -68,7 +68,7 @@ w2v_t *w2v_train(const w2v_params_t *p, const vocab_t *vocab, const w2v_corpus_t
  * first use. Returns 0, or -1 when m cannot be trained (no output vectors,
  * out of memory). Single-threaded. */
 int w2v_update(w2v_t *m, const w2v_params_t *p, const int32_t *ids, size_t n, float alpha,
-                uint64_t *rng);
+               uint64_t *rng);
 
 void w2v_destroy(w2v_t *m);
 

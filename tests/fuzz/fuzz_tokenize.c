@@ -29,11 +29,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t l = strlen(t);
         if (l == 0 || l > TOK_MAX_BYTES || !tok_utf8_valid(t, l)) abort();
     }
-    if ((flags & TOK_LATIN1) ? tok_utf8_valid((const char *)data, size) : !tok_utf8_valid((const char *)data, size))
+    if ((flags & TOK_LATIN1) ? tok_utf8_valid((const char *)data, size)
+                             : !tok_utf8_valid((const char *)data, size))
         abort();
     char err[256];
-    if (size >= 4 && memcmp(data, "RSNT", 4) == 0) sent_destroy(sent_load_mem(data, size, err, sizeof err));
-    if (size >= 4 && memcmp(data, "RW2V", 4) == 0) w2v_destroy(w2v_load_mem(data, size, err, sizeof err));
+    if (size >= 4 && memcmp(data, "RSNT", 4) == 0)
+        sent_destroy(sent_load_mem(data, size, err, sizeof err));
+    if (size >= 4 && memcmp(data, "RW2V", 4) == 0)
+        w2v_destroy(w2v_load_mem(data, size, err, sizeof err));
     size_t pos = 0;
     vocab_destroy(vocab_read(data, size, &pos, err, sizeof err));
     return 0;
