@@ -343,20 +343,27 @@ void adam_destroy(adam_t *a) {
     free(a);
 }
 
+void adam_update(adam_t *a, float *params, const float *grad, size_t begin, size_t n, float lr,
+                 float scale) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    float c1 = 1.0f - powf(b1, (float)a->t), c2 = 1.0f - powf(b2, (float)a->t);
+    float step = lr * sqrtf(c2) / c1;
+    float *m = a->m + begin, *v = a->v + begin, *p = params + begin;
+    const float *gr = grad + begin;
+    for (size_t i = 0; i < n; i++) {
+        float g = gr[i] * scale;
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        p[i] -= step * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
 float adam_step(adam_t *a, float *params, float *grad, float lr, float clip) {
     double ss = 0;
     for (size_t i = 0; i < a->n; i++) ss += (double)grad[i] * grad[i];
     float norm = (float)sqrt(ss), scale = 1.0f;
     if (clip > 0 && norm > clip) scale = clip / norm;
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     a->t++;
-    float c1 = 1.0f - powf(b1, (float)a->t), c2 = 1.0f - powf(b2, (float)a->t);
-    float step = lr * sqrtf(c2) / c1;
-    for (size_t i = 0; i < a->n; i++) {
-        float g = grad[i] * scale;
-        a->m[i] = b1 * a->m[i] + (1 - b1) * g;
-        a->v[i] = b2 * a->v[i] + (1 - b2) * g * g;
-        params[i] -= step * a->m[i] / (sqrtf(a->v[i]) + eps);
-    }
+    adam_update(a, params, grad, 0, a->n, lr, scale);
     return norm;
 }

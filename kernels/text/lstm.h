@@ -67,5 +67,11 @@ void adam_destroy(adam_t *a);
 /* Scales grad to global L2 norm at most clip (clip <= 0: no clipping),
  * then one Adam step on params. Returns the norm before clipping. */
 float adam_step(adam_t *a, float *params, float *grad, float lr, float clip);
+/* The update of elements [begin, begin + n) only, with gradients scaled by
+ * scale, at step a->t (the caller increments a->t once per step). For
+ * sparse rows, such as the embeddings of one batch's words ("lazy Adam":
+ * rows not in the batch keep their moments and values). */
+void adam_update(adam_t *a, float *params, const float *grad, size_t begin, size_t n, float lr,
+                 float scale);
 
 #endif

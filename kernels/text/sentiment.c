@@ -188,6 +188,8 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     size_t *border = malloc((nb + 1) * sizeof *border);
     float *grad = NULL;
     adam_t *adam = NULL;
+    int32_t *rows = NULL;
+    uint32_t *seen = NULL, stamp = 0;
     rnn_work_t *work = NULL;
     if (!toks || !all || !seqs || !bids || !blens || !blab || !border) goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -227,10 +229,14 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         seqs[i].len = (int)vocab_ids(m->vocab, toks, nt, 0, seqs[i].ids);
         seqs[i].label = ex[i].label;
     }
-    grad = malloc(m->rnn->n_params * sizeof *grad);
-    /* Frozen embeddings: Adam sees only the parameters after them. */
-    size_t skip = p->freeze ? (size_t)m->rnn->vocab * (size_t)p->dim : 0;
-    adam = adam_new(m->rnn->n_params - skip);
+    grad = calloc(m->rnn->n_params, sizeof *grad);
+    /* Embedding rows are updated only where the batch has their words
+     * (lazy Adam), the rest of the parameters densely. */
+    size_t D = (size_t)p->dim, skip = (size_t)m->rnn->vocab * D, dense = m->rnn->n_params - skip;
+    adam = adam_new(m->rnn->n_params);
+    rows = malloc((size_t)p->batch * T * sizeof *rows);
+    seen = calloc(m->vocab->n, sizeof *seen);
+    if (!rows || !seen) goto oom;
     work = rnn_work_new(m->rnn, p->batch, (int)T);
     if (!grad || !adam || !work) goto oom;
     if (alloc_buffers(m) < 0) goto oom;
@@ -268,9 +274,26 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
             }
             float loss = rnn_forward(m->rnn, work, bids, blens, B, Tb, blab, p->dropout_in,
                                      p->dropout, &rng, NULL);
-            memset(grad, 0, m->rnn->n_params * sizeof *grad);
+            memset(grad + skip, 0, dense * sizeof *grad);
             rnn_backward(m->rnn, work, bids, blens, B, Tb, blab, grad);
-            adam_step(adam, m->rnn->params + skip, grad + skip, p->lr, p->clip);
+            size_t nr = 0;
+            stamp++;
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < blens[b]; t++) {
+                    int32_t id = bids[(size_t)b * Tb + t];
+                    if (seen[id] != stamp) seen[id] = stamp, rows[nr++] = id;
+                }
+            double ss = 0;
+            for (size_t i = skip; i < m->rnn->n_params; i++) ss += (double)grad[i] * grad[i];
+            for (size_t r = 0; r < nr; r++)
+                for (size_t d = 0; d < D; d++) ss += (double)grad[rows[r] * D + d] * grad[rows[r] * D + d];
+            float norm = (float)sqrt(ss), scale = p->clip > 0 && norm > p->clip ? p->clip / norm : 1.0f;
+            adam->t++;
+            adam_update(adam, m->rnn->params, grad, skip, dense, p->lr, scale);
+            for (size_t r = 0; r < nr; r++) {
+                if (!p->freeze) adam_update(adam, m->rnn->params, grad, rows[r] * D, D, p->lr, scale);
+                memset(grad + rows[r] * D, 0, D * sizeof *grad);
+            }
             loss_sum += loss * B;
         }
         if (progress) progress(ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
@@ -291,6 +314,8 @@ done:
     free(blab);
     free(border);
     free(grad);
+    free(rows);
+    free(seen);
     adam_destroy(adam);
     rnn_work_destroy(work);
     return m;
