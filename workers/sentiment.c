@@ -47,7 +47,8 @@ typedef struct sentiment_state {
     char group[256];
     double band;
     sent_model_t *model;
-    int64_t model_version; /* 0: none from Redis */
+    int64_t model_version;  /* served; 0: none from Redis */
+    int64_t polled_version; /* last version fetched, served or refused */
     char version_str[64];
     /* online embeddings */
     w2v_t *emb;
@@ -97,15 +98,17 @@ static int poll_models(sentiment_state_t *st, store_t *store, char *errstr, size
     void *data = NULL;
     size_t len = 0;
     int changed = 0;
-    int64_t v = st->model_version;
+    int64_t v = st->polled_version;
     int rc = models_poll(store, "sentiment", &v, &data, &len, errstr, errstr_size);
     if (rc < 0) return -1;
     if (rc == 1) {
         char err[256];
         sent_model_t *m = sent_load_mem(data, len, err, sizeof err);
         free(data);
+        /* Not fetched again until another version is pushed. */
+        st->polled_version = v;
         if (!m) {
-            snprintf(errstr, errstr_size, "sentiment model v%lld: %s", (long long)v, err);
+            snprintf(errstr, errstr_size, "sentiment model v%lld refused: %s", (long long)v, err);
             return -1;
         }
         sent_destroy(st->model);

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Peers of reel's text kernels for bench/text/run: gensim word2vec and a
 PyTorch LSTM classifier with reel's architecture (embedding -> LSTM -> max
 pooling over time -> dropout -> dense -> softmax; Adam, clipping 5, batch
