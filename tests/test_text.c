@@ -302,7 +302,7 @@ static void test_model_files(void **state) {
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    for (int kind = SENT_NB; kind <= SENT_ENSEMBLE; kind++) {
+    for (int kind = SENT_NB; kind < SENT_KINDS; kind++) {
         sent_params_t p = sent_defaults(kind);
         p.dim = 8, p.hidden = 8, p.epochs = 2;
         sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);

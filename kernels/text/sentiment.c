@@ -20,6 +20,7 @@ struct sent_model {
     rnn_t *rnn;
     rnn_work_t *work;
     struct sent_model *bow; /* ensemble: the NB-LR half */
+    rnn_t *rnn_b;           /* bilstm: the LSTM that reads right to left */
     /* prediction buffers, sized once */
     char *toks;
     int32_t *ids;
@@ -45,17 +46,17 @@ sent_params_t sent_defaults(int kind) {
     return p;
 }
 
-static const char *const kind_names[] = {"nb", "bow", "lstm", "gru", "lstm+bow"};
+static const char *const kind_names[] = {"nb", "bow", "lstm", "gru", "lstm+bow", "bilstm"};
 
 int sent_kind_parse(const char *name) {
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < SENT_KINDS; k++)
         if (strcmp(name, kind_names[k]) == 0) return k;
     if (strcmp(name, "nblr") == 0) return SENT_NBLR;
     return -1;
 }
 
 const char *sent_kind_name(int kind) {
-    return kind >= 0 && kind < 5 ? kind_names[kind] : "?";
+    return kind >= 0 && kind < SENT_KINDS ? kind_names[kind] : "?";
 }
 
 const sent_params_t *sent_params(const sent_model_t *m) {
@@ -63,7 +64,7 @@ const sent_params_t *sent_params(const sent_model_t *m) {
 }
 
 static int is_rnn(int kind) {
-    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE;
+    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE || kind == SENT_BILSTM;
 }
 
 void sent_destroy(sent_model_t *m) {
@@ -75,6 +76,7 @@ void sent_destroy(sent_model_t *m) {
     free(m->toks);
     free(m->ids);
     sent_destroy(m->bow);
+    rnn_destroy(m->rnn_b);
     free(m);
 }
 
@@ -98,6 +100,13 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
     int n = (int)vocab_ids(m->vocab, m->toks, nt, 0, m->ids);
     float pr[2];
     rnn_forward(m->rnn, m->work, m->ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
+    if (m->rnn_b) {
+        float pb[2];
+        int32_t *rev = m->ids + m->p.max_tokens;
+        for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
+        rnn_forward(m->rnn_b, m->work, rev, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pb);
+        return 0.5f * (pr[1] + pb[1]);
+    }
     if (m->bow) return 0.5f * (pr[1] + sent_predict(m->bow, text, len, NULL));
     return pr[1];
 }
@@ -222,6 +231,12 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                        (size_t)p->dim * sizeof(float));
         }
     }
+    if (p->kind == SENT_BILSTM) {
+        /* Same start, embeddings included; it reads the sentences reversed. */
+        if (!(m->rnn_b = rnn_new(RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden, 2, p->seed + 1)))
+            goto oom;
+        memcpy(m->rnn_b->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
+    }
     for (size_t i = 0; i < n; i++) {
         size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
         seqs[i].ids = malloc(nt * sizeof(int32_t) + 1);
@@ -241,62 +256,81 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     if (!grad || !adam || !work) goto oom;
     if (alloc_buffers(m) < 0) goto oom;
     uint64_t rng = p->seed * 0x2545F4914F6CDD1Dull + 7;
-    for (int ep = 1; ep <= p->epochs; ep++) {
-        double t0 = now_s();
-        /* Shuffle, sort chunks of 50 batches by length (less padding),
-         * then visit the batches in random order. */
-        for (size_t i = n; i > 1; i--) {
-            size_t j = xorshift(&rng) % i;
-            seq_t t = seqs[i - 1];
-            seqs[i - 1] = seqs[j];
-            seqs[j] = t;
-        }
-        size_t chunk = (size_t)p->batch * 50;
-        for (size_t s = 0; s < n; s += chunk)
-            qsort(seqs + s, (n - s < chunk ? n - s : chunk), sizeof *seqs, by_len);
-        for (size_t i = 0; i < nb; i++) border[i] = i;
-        for (size_t i = nb; i > 1; i--) {
-            size_t j = xorshift(&rng) % i, t = border[i - 1];
-            border[i - 1] = border[j];
-            border[j] = t;
-        }
-        double loss_sum = 0;
-        for (size_t bi = 0; bi < nb; bi++) {
-            size_t s = border[bi] * (size_t)p->batch;
-            int B = (int)((n - s) < (size_t)p->batch ? n - s : (size_t)p->batch);
-            int Tb = 1;
-            for (int b = 0; b < B; b++)
-                if (seqs[s + b].len > Tb) Tb = seqs[s + b].len;
-            for (int b = 0; b < B; b++) {
-                blens[b] = seqs[s + b].len;
-                blab[b] = seqs[s + b].label;
-                memcpy(bids + (size_t)b * Tb, seqs[s + b].ids, (size_t)blens[b] * sizeof(int32_t));
-            }
-            float loss = rnn_forward(m->rnn, work, bids, blens, B, Tb, blab, p->dropout_in,
-                                     p->dropout, &rng, NULL);
-            memset(grad + skip, 0, dense * sizeof *grad);
-            rnn_backward(m->rnn, work, bids, blens, B, Tb, blab, grad);
-            size_t nr = 0;
-            stamp++;
-            for (int b = 0; b < B; b++)
-                for (int t = 0; t < blens[b]; t++) {
-                    int32_t id = bids[(size_t)b * Tb + t];
-                    if (seen[id] != stamp) seen[id] = stamp, rows[nr++] = id;
+    for (int dir = 0; dir < (m->rnn_b ? 2 : 1); dir++) {
+        rnn_t *net = dir ? m->rnn_b : m->rnn;
+        if (dir) {
+            for (size_t i = 0; i < n; i++)
+                for (int a = 0, b = seqs[i].len - 1; a < b; a++, b--) {
+                    int32_t t = seqs[i].ids[a];
+                    seqs[i].ids[a] = seqs[i].ids[b];
+                    seqs[i].ids[b] = t;
                 }
-            double ss = 0;
-            for (size_t i = skip; i < m->rnn->n_params; i++) ss += (double)grad[i] * grad[i];
-            for (size_t r = 0; r < nr; r++)
-                for (size_t d = 0; d < D; d++) ss += (double)grad[rows[r] * D + d] * grad[rows[r] * D + d];
-            float norm = (float)sqrt(ss), scale = p->clip > 0 && norm > p->clip ? p->clip / norm : 1.0f;
-            adam->t++;
-            adam_update(adam, m->rnn->params, grad, skip, dense, p->lr, scale);
-            for (size_t r = 0; r < nr; r++) {
-                if (!p->freeze) adam_update(adam, m->rnn->params, grad, rows[r] * D, D, p->lr, scale);
-                memset(grad + rows[r] * D, 0, D * sizeof *grad);
-            }
-            loss_sum += loss * B;
+            memset(adam->m, 0, adam->n * sizeof *adam->m);
+            memset(adam->v, 0, adam->n * sizeof *adam->v);
+            adam->t = 0;
         }
-        if (progress) progress(ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
+        for (int ep = 1; ep <= p->epochs; ep++) {
+            double t0 = now_s();
+            /* Shuffle, sort chunks of 50 batches by length (less padding),
+             * then visit the batches in random order. */
+            for (size_t i = n; i > 1; i--) {
+                size_t j = xorshift(&rng) % i;
+                seq_t t = seqs[i - 1];
+                seqs[i - 1] = seqs[j];
+                seqs[j] = t;
+            }
+            size_t chunk = (size_t)p->batch * 50;
+            for (size_t s = 0; s < n; s += chunk)
+                qsort(seqs + s, (n - s < chunk ? n - s : chunk), sizeof *seqs, by_len);
+            for (size_t i = 0; i < nb; i++) border[i] = i;
+            for (size_t i = nb; i > 1; i--) {
+                size_t j = xorshift(&rng) % i, t = border[i - 1];
+                border[i - 1] = border[j];
+                border[j] = t;
+            }
+            double loss_sum = 0;
+            for (size_t bi = 0; bi < nb; bi++) {
+                size_t s = border[bi] * (size_t)p->batch;
+                int B = (int)((n - s) < (size_t)p->batch ? n - s : (size_t)p->batch);
+                int Tb = 1;
+                for (int b = 0; b < B; b++)
+                    if (seqs[s + b].len > Tb) Tb = seqs[s + b].len;
+                for (int b = 0; b < B; b++) {
+                    blens[b] = seqs[s + b].len;
+                    blab[b] = seqs[s + b].label;
+                    memcpy(bids + (size_t)b * Tb, seqs[s + b].ids,
+                           (size_t)blens[b] * sizeof(int32_t));
+                }
+                float loss = rnn_forward(net, work, bids, blens, B, Tb, blab, p->dropout_in,
+                                         p->dropout, &rng, NULL);
+                memset(grad + skip, 0, dense * sizeof *grad);
+                rnn_backward(net, work, bids, blens, B, Tb, blab, grad);
+                size_t nr = 0;
+                stamp++;
+                for (int b = 0; b < B; b++)
+                    for (int t = 0; t < blens[b]; t++) {
+                        int32_t id = bids[(size_t)b * Tb + t];
+                        if (seen[id] != stamp) seen[id] = stamp, rows[nr++] = id;
+                    }
+                double ss = 0;
+                for (size_t i = skip; i < net->n_params; i++) ss += (double)grad[i] * grad[i];
+                for (size_t r = 0; r < nr; r++)
+                    for (size_t d = 0; d < D; d++)
+                        ss += (double)grad[rows[r] * D + d] * grad[rows[r] * D + d];
+                float norm = (float)sqrt(ss),
+                      scale = p->clip > 0 && norm > p->clip ? p->clip / norm : 1.0f;
+                adam->t++;
+                adam_update(adam, net->params, grad, skip, dense, p->lr, scale);
+                for (size_t r = 0; r < nr; r++) {
+                    if (!p->freeze)
+                        adam_update(adam, net->params, grad, rows[r] * D, D, p->lr, scale);
+                    memset(grad + rows[r] * D, 0, D * sizeof *grad);
+                }
+                loss_sum += loss * B;
+            }
+            if (progress)
+                progress(dir * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
+        }
     }
     goto done;
 oom:
@@ -328,7 +362,7 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         snprintf(errstr, errstr_size, "no training examples");
         return NULL;
     }
-    if (p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 || p->batch <= 0 ||
+    if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
         p->hidden <= 0 || p->dim <= 0 || p->epochs < 0) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
@@ -395,6 +429,7 @@ int sent_write(const sent_model_t *m, FILE *f) {
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
               put_u32(f, (uint32_t)m->rnn->hidden) || put_u32(f, (uint32_t)m->rnn->classes) ||
               put_floats(f, m->rnn->params, m->rnn->n_params);
+    if (!bad && m->rnn_b) bad = put_floats(f, m->rnn_b->params, m->rnn_b->n_params);
     if (!bad && m->bow) bad = sent_write(m->bow, f);
     return bad ? -1 : 0;
 }
@@ -476,7 +511,7 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     p->l2 = rd_f32(&r);
     p->seed = rd_u32(&r);
     p->freeze = (int)rd_u32(&r);
-    if (r.bad || p->kind < 0 || p->kind > SENT_ENSEMBLE || p->max_tokens <= 0 ||
+    if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
         p->max_tokens > 100000) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
         goto fail;
@@ -503,6 +538,14 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
             goto fail;
+        }
+        if (p->kind == SENT_BILSTM) {
+            m->rnn_b = rnn_new(RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
+            if (!m->rnn_b) goto oom;
+            if (rd_floats(&r, m->rnn_b->params, m->rnn_b->n_params) < 0) {
+                snprintf(errstr, errstr_size, "sentiment model weights truncated");
+                goto fail;
+            }
         }
         if (p->kind == SENT_ENSEMBLE) {
             /* The rest is the NB-LR half, a whole model file. */

@@ -7,7 +7,8 @@
  * (words for the RNNs, n-grams for the bag of words, vocab_write()), then
  * bag of words: float bias, float weight per n-gram; RNN: u32 vocab, dim,
  * hidden, classes, then every parameter as float32 (lstm.h layout);
- * ensemble: the LSTM's part, then a whole NB-LR model file. */
+ * bilstm: then the right-to-left LSTM's parameters; ensemble: the LSTM's
+ * part, then a whole NB-LR model file. */
 #ifndef REEL_KERNELS_TEXT_SENTIMENT_H
 #define REEL_KERNELS_TEXT_SENTIMENT_H
 
@@ -18,8 +19,18 @@
 #include "kernels/text/word2vec.h"
 
 /* SENT_ENSEMBLE: an LSTM and an NB-LR trained on the same data, whose
- * probabilities are averaged (they err on different sentences). */
-enum { SENT_NB = 0, SENT_NBLR = 1, SENT_LSTM = 2, SENT_GRU = 3, SENT_ENSEMBLE = 4 };
+ * probabilities are averaged (they err on different sentences).
+ * SENT_BILSTM: two LSTMs, one reading left to right, one right to left,
+ * probabilities averaged (late fusion). */
+enum {
+    SENT_NB = 0,
+    SENT_NBLR = 1,
+    SENT_LSTM = 2,
+    SENT_GRU = 3,
+    SENT_ENSEMBLE = 4,
+    SENT_BILSTM = 5,
+    SENT_KINDS = 6
+};
 
 typedef struct sent_params {
     int kind;
@@ -41,8 +52,8 @@ typedef struct sent_params {
 
 /* Defaults for kind. */
 sent_params_t sent_defaults(int kind);
-/* Kind from "nb", "bow" (NB-LR), "lstm", "gru", "lstm+bow"; -1 when
- * unknown. */
+/* Kind from "nb", "bow" (NB-LR), "lstm", "gru", "lstm+bow", "bilstm"; -1
+ * when unknown. */
 int sent_kind_parse(const char *name);
 const char *sent_kind_name(int kind);
 
