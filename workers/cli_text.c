@@ -141,6 +141,7 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--seed") && (v = NEXT())) return o->p.seed = strtoull(v, NULL, 10), 1;
     if (!strcmp(a, "--max-vocab") && (v = NEXT())) return o->p.max_vocab = atoi(v), 1;
     if (!strcmp(a, "--freeze")) return o->p.freeze = 1, 1;
+    if (!strcmp(a, "--lazy-adam")) return o->p.lazy = 1, 1;
     if (!strcmp(a, "--quiet")) return o->quiet = 1, 1;
 #undef NEXT
     return 0;
@@ -169,7 +170,8 @@ static const char text_usage[] =
     "                           [--folds K [--max-folds M]] [--threads N] [--embeddings FILE]\n"
     "                           [options]\n"
     "options: --epochs N --dim N --hidden N --batch N --lr X --dropout X --dropout-in X\n"
-    "         --min-count N --max-tokens N --max-vocab N --freeze --l2 X --seed N --quiet\n"
+    "         --min-count N --max-tokens N --max-vocab N --freeze --lazy-adam --l2 X --seed N "
+    "--quiet\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"
@@ -211,6 +213,7 @@ int cmd_train_sentiment(int argc, char **argv) {
     KEEP(seed);
     KEEP(max_vocab);
     KEEP(freeze);
+    KEEP(lazy);
 #undef KEEP
     if (o.set_epochs) p.epochs = given.epochs;
     if (o.set_min_count) p.min_count = given.min_count;
@@ -424,6 +427,7 @@ int cmd_eval_sentiment(int argc, char **argv) {
         KEEP(seed);
         KEEP(max_vocab);
         KEEP(freeze);
+        KEEP(lazy);
         KEEP(max_vocab);
 #undef KEEP
         if (o.set_epochs) p.epochs = g.epochs;

@@ -303,7 +303,8 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                 }
                 float loss = rnn_forward(net, work, bids, blens, B, Tb, blab, p->dropout_in,
                                          p->dropout, &rng, NULL);
-                memset(grad + skip, 0, dense * sizeof *grad);
+                memset(grad + (p->lazy ? skip : 0), 0,
+                       (p->lazy ? dense : net->n_params) * sizeof *grad);
                 rnn_backward(net, work, bids, blens, B, Tb, blab, grad);
                 size_t nr = 0;
                 stamp++;
@@ -313,13 +314,19 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                         if (seen[id] != stamp) seen[id] = stamp, rows[nr++] = id;
                     }
                 double ss = 0;
-                for (size_t i = skip; i < net->n_params; i++) ss += (double)grad[i] * grad[i];
-                for (size_t r = 0; r < nr; r++)
+                for (size_t i = p->lazy ? skip : 0; i < net->n_params; i++)
+                    ss += (double)grad[i] * grad[i];
+                for (size_t r = 0; r < nr && p->lazy; r++)
                     for (size_t d = 0; d < D; d++)
                         ss += (double)grad[rows[r] * D + d] * grad[rows[r] * D + d];
                 float norm = (float)sqrt(ss),
                       scale = p->clip > 0 && norm > p->clip ? p->clip / norm : 1.0f;
                 adam->t++;
+                if (!p->lazy) {
+                    /* Dense Adam: every row moves with its moments, as in PyTorch. */
+                    if (!p->freeze) adam_update(adam, net->params, grad, 0, skip, p->lr, scale);
+                    nr = 0;
+                }
                 adam_update(adam, net->params, grad, skip, dense, p->lr, scale);
                 for (size_t r = 0; r < nr; r++) {
                     if (!p->freeze)
@@ -423,7 +430,8 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_u32(f, (uint32_t)p->max_tokens) || put_u32(f, (uint32_t)p->max_vocab) ||
               put_f32(f, p->lr) || put_f32(f, p->dropout) || put_f32(f, p->dropout_in) ||
               put_f32(f, p->clip) || put_f32(f, p->l2) || put_u32(f, (uint32_t)p->seed) ||
-              put_u32(f, (uint32_t)p->freeze) || vocab_write(m->vocab, f);
+              put_u32(f, (uint32_t)p->freeze) || put_u32(f, (uint32_t)p->lazy) ||
+              vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
@@ -511,6 +519,7 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     p->l2 = rd_f32(&r);
     p->seed = rd_u32(&r);
     p->freeze = (int)rd_u32(&r);
+    p->lazy = (int)rd_u32(&r);
     if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
         p->max_tokens > 100000) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
