@@ -587,6 +587,7 @@ int cmd_train_embeddings(int argc, char **argv) {
     size_t cap = 0;
     int rc = 1;
     double t0 = now_s();
+    uint64_t raw_words = 0; /* every token, as gensim counts words */
     if (!toks || !all) goto done;
     for (int pass = 0; pass < 2; pass++) {
         for (int c = 0; c < nc; c++) {
@@ -601,7 +602,7 @@ int cmd_train_embeddings(int argc, char **argv) {
                 if (pass == 0) {
                     for (size_t k = 0; k < nt; k++)
                         if (vocab_add(all, toks + k * TOK_STRIDE, 1) < 0) goto oom;
-                } else if (nt && w2v_corpus_add(&corpus, vocab, toks, nt) < 0) {
+                } else if (nt && (raw_words += nt, w2v_corpus_add(&corpus, vocab, toks, nt) < 0)) {
                     fclose(f);
                     goto oom;
                 }
@@ -627,10 +628,12 @@ int cmd_train_embeddings(int argc, char **argv) {
         fprintf(stderr, "reel train embeddings: %s\n", err);
         goto done;
     }
+    /* words_per_s counts every corpus word, dropped rare ones included, as
+     * gensim and word2vec report it; trained_words_per_s only the kept. */
     printf("{\"arch\":\"%s\",\"dim\":%d,\"threads\":%d,\"epochs\":%d,\"vocab\":%u,\"words\":%llu,"
-           "\"seconds\":%.2f,\"words_per_s\":%.0f,\"out\":\"%s\"}\n",
+           "\"seconds\":%.2f,\"words_per_s\":%.0f,\"trained_words_per_s\":%.0f,\"out\":\"%s\"}\n",
            p.arch == W2V_CBOW ? "cbow" : "sg", p.dim, p.threads, p.epochs, vocab->n,
-           (unsigned long long)corpus.words, secs, wps, out);
+           (unsigned long long)raw_words, secs, (double)raw_words * p.epochs / secs, wps, out);
     rc = 0;
     goto done;
 oom:
