@@ -179,7 +179,7 @@ grep -q '"event":"embeddings_published"' "$WORK/worker.log" || fail "no embeddin
 # shellcheck disable=SC2046
 "$REEL" model push "$WORK/nb.rsnt" $(reel_opts) >>"$WORK/push.out" 2>&1 || fail "model push v2 failed"
 for _ in $(seq 1 40); do
-    grep -q '"kind=sentiment version=2\|kind=sentiment version=2' "$WORK/worker.log" && break
+    grep -q 'kind=sentiment version=2' "$WORK/worker.log" && break
     sleep 0.25
 done
 sleep 1
