@@ -12,7 +12,7 @@
 #  - a new model version pushed while the worker runs is served without a
 #    restart (model_version changes);
 #  - pushed embeddings are trained further on the review text and published
-#    as a new version.
+#    as a new version, which `reel similar` reads from Redis.
 source "$(dirname "$0")/lib.sh"
 
 GROUP=reel-sentiment
@@ -174,6 +174,12 @@ for _ in $(seq 1 40); do
 done
 [ "$v" -ge 2 ] || fail "no embeddings version published by the worker"
 grep -q '"event":"embeddings_published"' "$WORK/worker.log" || fail "no embeddings_published log line"
+# `reel similar` reads the current embeddings from Redis: 5 neighbours of "film".
+# shellcheck disable=SC2046
+"$REEL" similar film --k 5 $(reel_opts) >"$WORK/similar.txt" 2>>"$WORK/similar.err" ||
+    fail "reel similar failed"
+[ "$(awk -F'\t' '$2 >= -1 && $2 <= 1' "$WORK/similar.txt" | wc -l)" = 5 ] ||
+    fail "reel similar: $(cat "$WORK/similar.txt")"
 
 # A new model version is picked up without a restart.
 # shellcheck disable=SC2046
@@ -183,7 +189,7 @@ for _ in $(seq 1 40); do
     sleep 0.25
 done
 sleep 1
-sed 's/"review_id":"r/"review_id":"s/' "$WORK/good.jsonl" | head -n 20 >"$WORK/more.jsonl"
+head -n 20 "$WORK/good.jsonl" | sed 's/"review_id":"r/"review_id":"s/' >"$WORK/more.jsonl"
 produce <"$WORK/more.jsonl"
 wait_applied $((NALL + 20))
 consume review-sentiment | jq -r '.value.model_version' | sort | uniq -c >"$WORK/versions.txt"
