@@ -30,11 +30,16 @@ typedef struct subcommand {
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
-    {"produce", NULL, cmd_produce},       {"consume", NULL, cmd_consume},
-    {"mock-kafka", NULL, cmd_mock_kafka}, {"demo", NULL, cmd_demo},
-    {"model", NULL, cmd_model},           {"eval", "recommend", cmd_eval_recommend},
-    {"train", "sentiment", cmd_train_sentiment}, {"eval", "sentiment", cmd_eval_sentiment},
-    {"train", "embeddings", cmd_train_embeddings}, {"similar", NULL, cmd_similar},
+    {"produce", NULL, cmd_produce},
+    {"consume", NULL, cmd_consume},
+    {"mock-kafka", NULL, cmd_mock_kafka},
+    {"demo", NULL, cmd_demo},
+    {"model", NULL, cmd_model},
+    {"eval", "recommend", cmd_eval_recommend},
+    {"train", "sentiment", cmd_train_sentiment},
+    {"eval", "sentiment", cmd_eval_sentiment},
+    {"train", "embeddings", cmd_train_embeddings},
+    {"similar", NULL, cmd_similar},
 };
 
 config_t *cli_config(const cli_opts_t *opts) {
