@@ -164,7 +164,8 @@ static void print_epoch(int epoch, float loss, double seconds, sent_model_t *m, 
 }
 
 static const char text_usage[] =
-    "usage: reel train sentiment (--pos FILE --neg FILE | --data FILE) [--model nb|bow|lstm|gru]\n"
+    "usage: reel train sentiment (--pos FILE --neg FILE | --data FILE)\n"
+    "                            [--model nb|bow|lstm|gru|bilstm|lstm+bow]\n"
     "                            [--embeddings FILE] --out FILE [options]\n"
     "       reel eval sentiment (--pos FILE --neg FILE | --data FILE) --model FILE|KIND\n"
     "                           [--folds K [--max-folds M]] [--threads N] [--embeddings FILE]\n"
