@@ -195,6 +195,15 @@ static int set_field(avro_value_t *rec, const char *name, const char *str, const
     }
 }
 
+/* Sets the union field name to its null branch. */
+static int set_null(avro_value_t *rec, const char *name) {
+    avro_value_t f, branch;
+    if (avro_value_get_by_name(rec, name, &f, NULL) != 0 ||
+        avro_value_set_branch(&f, 0, &branch) != 0)
+        return -1;
+    return avro_value_set_null(&branch);
+}
+
 static int64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -536,7 +545,7 @@ static int produce_reviews(demo_t *d, char **pos, int npos, char **neg, int nneg
         if (set_field(&v, "review_id", id, NULL, 0, 0) ||
             set_field(&v, "item_id", item, NULL, 0, 0) ||
             set_field(&v, "user_id", user, NULL, 0, 0) || set_field(&v, "text", text, NULL, 0, 0) ||
-            set_field(&v, "ts", NULL, NULL, 0, wall_ms())) {
+            set_null(&v, "rating") || set_field(&v, "ts", NULL, NULL, 0, wall_ms())) {
             snprintf(err, n, "building a Review: %s", avro_strerror());
             rc = -1;
         } else {

@@ -11,8 +11,8 @@
 
 extern char **environ;
 
-const worker_def_t *const reel_workers[] = {&count_worker, &recommend_worker, &tag_worker,
-                                            &transcribe_worker, NULL};
+const worker_def_t *const reel_workers[] = {&count_worker,      &recommend_worker, &tag_worker,
+                                            &transcribe_worker, &sentiment_worker, NULL};
 
 const worker_def_t *reel_worker_find(const char *name) {
     for (size_t i = 0; reel_workers[i]; i++)
@@ -44,6 +44,10 @@ static const subcommand_t subcommands[] = {
     {"train", "image", cmd_train_image},
     {"eval", "image", cmd_eval_image},
     {"moderation", NULL, cmd_moderation},
+    {"train", "sentiment", cmd_train_sentiment},
+    {"eval", "sentiment", cmd_eval_sentiment},
+    {"train", "embeddings", cmd_train_embeddings},
+    {"similar", NULL, cmd_similar},
 };
 /* clang-format on */
 
@@ -111,6 +115,8 @@ static void usage(FILE *out) {
         "  dlq replay --topic T [--reason TEXT] [--dry-run]\n"
         "                                              put dead-lettered records back\n"
         "  health [--host H] [--port P]                a worker's /healthz (exit 0 on 200)\n"
+        "  train sentiment|embeddings, eval sentiment, similar WORD\n"
+        "                                              sentiment models (docs/sentiment.md)\n"
         "  config                                      every configuration key\n"
         "  version                                     the version\n"
         "\n"

@@ -16,6 +16,9 @@ extern const worker_def_t recommend_worker;
 /* Poster labels, colours, perceptual hash, moderation and embeddings
  * (workers/tag.c). */
 extern const worker_def_t tag_worker;
+/* Review sentiment (bag of words, LSTM/GRU), per-item aggregates in Redis,
+ * online word embeddings (workers/sentiment.c). */
+extern const worker_def_t sentiment_worker;
 
 /* Every worker `reel run` knows, NULL-terminated. */
 extern const worker_def_t *const reel_workers[];
@@ -58,5 +61,11 @@ int cmd_train_image(int argc, char **argv);
 int cmd_eval_image(int argc, char **argv);
 /* `reel moderation add|list|remove|hash`: the tag worker's blocklist. */
 int cmd_moderation(int argc, char **argv);
+/* `reel train sentiment`, `reel eval sentiment`, `reel train embeddings`,
+ * `reel similar` (workers/cli_text.c). */
+int cmd_train_sentiment(int argc, char **argv);
+int cmd_eval_sentiment(int argc, char **argv);
+int cmd_train_embeddings(int argc, char **argv);
+int cmd_similar(int argc, char **argv);
 
 #endif

@@ -1,0 +1,624 @@
+/* sentiment.c: tokenizer + bag of words or RNN, training, files. */
+#include "kernels/text/sentiment.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/text/bow.h"
+#include "kernels/text/lstm.h"
+
+struct sent_model {
+    sent_params_t p;
+    vocab_t *vocab; /* words (RNN) or n-grams (BOW) */
+    /* bag of words */
+    float *w;
+    float b;
+    /* RNN */
+    rnn_t *rnn;
+    rnn_work_t *work;
+    struct sent_model *bow; /* ensemble: the NB-LR half */
+    rnn_t *rnn_b;           /* bilstm: the LSTM that reads right to left */
+    /* prediction buffers, sized once */
+    char *toks;
+    int32_t *ids;
+};
+
+sent_params_t sent_defaults(int kind) {
+    sent_params_t p = {0};
+    p.kind = kind;
+    p.dim = 100;
+    p.hidden = 100;
+    /* RNNs overfit 10k sentences within a few epochs (see docs/sentiment.md). */
+    p.epochs = (kind == SENT_NBLR) ? 10 : 4;
+    p.batch = 32;
+    p.min_count = 1;
+    p.max_tokens = 100;
+    p.max_vocab = 30000;
+    p.lr = 1e-3f;
+    p.dropout = 0.5f;
+    p.dropout_in = 0.4f;
+    p.clip = 5.0f;
+    p.l2 = 1e-4f;
+    p.seed = 1;
+    return p;
+}
+
+static const char *const kind_names[] = {"nb", "bow", "lstm", "gru", "lstm+bow", "bilstm"};
+
+int sent_kind_parse(const char *name) {
+    for (int k = 0; k < SENT_KINDS; k++)
+        if (strcmp(name, kind_names[k]) == 0) return k;
+    if (strcmp(name, "nblr") == 0) return SENT_NBLR;
+    return -1;
+}
+
+const char *sent_kind_name(int kind) {
+    return kind >= 0 && kind < SENT_KINDS ? kind_names[kind] : "?";
+}
+
+const sent_params_t *sent_params(const sent_model_t *m) {
+    return &m->p;
+}
+
+static int is_rnn(int kind) {
+    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE || kind == SENT_BILSTM;
+}
+
+void sent_destroy(sent_model_t *m) {
+    if (!m) return;
+    vocab_destroy(m->vocab);
+    free(m->w);
+    rnn_destroy(m->rnn);
+    rnn_work_destroy(m->work);
+    free(m->toks);
+    free(m->ids);
+    sent_destroy(m->bow);
+    rnn_destroy(m->rnn_b);
+    free(m);
+}
+
+/* Prediction buffers. Returns 0 or -1. */
+static int alloc_buffers(sent_model_t *m) {
+    size_t T = (size_t)m->p.max_tokens;
+    m->toks = malloc(T * TOK_STRIDE);
+    m->ids = malloc(2 * T * sizeof *m->ids + 1);
+    if (!m->toks || !m->ids) return -1;
+    if (m->rnn && !(m->work = rnn_work_new(m->rnn, 1, (int)T))) return -1;
+    return 0;
+}
+
+float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flags) {
+    size_t nt = tok_split(text, len, m->toks, (size_t)m->p.max_tokens, flags);
+    if (!m->rnn) {
+        size_t nf = bow_features(m->vocab, m->toks, nt, m->ids);
+        float s = bow_score(m->w, m->b, m->ids, nf);
+        return 1.0f / (1.0f + expf(-s));
+    }
+    int n = (int)vocab_ids(m->vocab, m->toks, nt, 0, m->ids);
+    float pr[2];
+    rnn_forward(m->rnn, m->work, m->ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
+    if (m->rnn_b) {
+        float pb[2];
+        int32_t *rev = m->ids + m->p.max_tokens;
+        for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
+        rnn_forward(m->rnn_b, m->work, rev, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pb);
+        return 0.5f * (pr[1] + pb[1]);
+    }
+    if (m->bow) return 0.5f * (pr[1] + sent_predict(m->bow, text, len, NULL));
+    return pr[1];
+}
+
+/* ---- training ---- */
+
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static sent_model_t *train_bow(sent_model_t *m, const sent_example_t *ex, size_t n, char *errstr,
+                               size_t errstr_size) {
+    size_t T = (size_t)m->p.max_tokens;
+    char *toks = malloc(T * TOK_STRIDE);
+    vocab_t *all = vocab_new();
+    int32_t **feats = calloc(n, sizeof *feats);
+    size_t *nf = calloc(n, sizeof *nf);
+    int *labels = malloc(n * sizeof *labels);
+    int32_t *tmp = malloc(2 * T * sizeof *tmp + 1);
+    if (!toks || !all || !feats || !nf || !labels || !tmp) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
+        if (bow_count(all, toks, nt) < 0) goto oom;
+    }
+    m->vocab = vocab_prune(all, (uint64_t)m->p.min_count, 0, 0);
+    if (!m->vocab) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
+        nf[i] = bow_features(m->vocab, toks, nt, tmp);
+        feats[i] = malloc(nf[i] * sizeof(int32_t) + 1);
+        if (!feats[i]) goto oom;
+        memcpy(feats[i], tmp, nf[i] * sizeof(int32_t));
+        labels[i] = ex[i].label;
+    }
+    m->w = malloc((size_t)m->vocab->n * sizeof *m->w + 1);
+    if (!m->w) goto oom;
+    if (bow_train((const int32_t *const *)feats, nf, labels, n, m->vocab->n, m->p.kind == SENT_NBLR,
+                  m->p.epochs, m->p.l2, m->p.seed, m->w, &m->b) < 0)
+        goto oom;
+    goto done;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+    sent_destroy(m);
+    m = NULL;
+done:
+    if (feats)
+        for (size_t i = 0; i < n; i++) free(feats[i]);
+    free(feats);
+    free(nf);
+    free(labels);
+    free(tmp);
+    free(toks);
+    vocab_destroy(all);
+    return m;
+}
+
+typedef struct seq {
+    int32_t *ids;
+    int len;
+    int label;
+} seq_t;
+
+static int by_len(const void *a, const void *b) {
+    return ((const seq_t *)a)->len - ((const seq_t *)b)->len;
+}
+
+static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
+                               const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
+                               size_t errstr_size) {
+    const sent_params_t *p = &m->p;
+    size_t T = (size_t)p->max_tokens;
+    char *toks = malloc(T * TOK_STRIDE);
+    vocab_t *all = vocab_new();
+    seq_t *seqs = calloc(n, sizeof *seqs);
+    int32_t *bids = malloc((size_t)p->batch * T * sizeof *bids);
+    int *blens = malloc((size_t)p->batch * sizeof *blens),
+        *blab = malloc((size_t)p->batch * sizeof *blab);
+    size_t nb = (n + (size_t)p->batch - 1) / (size_t)p->batch;
+    size_t *border = malloc((nb + 1) * sizeof *border);
+    float *grad = NULL;
+    adam_t *adam = NULL;
+    int32_t *rows = NULL;
+    uint32_t *seen = NULL, stamp = 0;
+    rnn_work_t *work = NULL;
+    if (!toks || !all || !seqs || !bids || !blens || !blab || !border) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
+        for (size_t k = 0; k < nt; k++)
+            if (vocab_add(all, toks + k * TOK_STRIDE, 1) < 0) goto oom;
+    }
+    if (emb) {
+        /* Words the embeddings know, so unseen test words keep a vector. */
+        uint32_t lim =
+            emb->vocab->n < (uint32_t)p->max_vocab ? emb->vocab->n : (uint32_t)p->max_vocab;
+        for (uint32_t i = 0; i < lim; i++) {
+            int64_t id = vocab_find(all, emb->vocab->words[i]);
+            if (id < 0 && vocab_add(all, emb->vocab->words[i], (uint64_t)p->min_count) < 0)
+                goto oom;
+            if (id >= 0 && all->counts[id] < (uint64_t)p->min_count)
+                all->counts[id] = (uint64_t)p->min_count;
+        }
+    }
+    m->vocab = vocab_prune(all, (uint64_t)p->min_count, 0, 1);
+    if (!m->vocab) goto oom;
+    m->rnn = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden,
+                     2, p->seed);
+    if (!m->rnn) goto oom;
+    if (emb) {
+        for (uint32_t i = 1; i < m->vocab->n; i++) {
+            int64_t e = vocab_find(emb->vocab, m->vocab->words[i]);
+            if (e >= 0)
+                memcpy(m->rnn->emb + (size_t)i * p->dim, emb->vec + (size_t)e * emb->dim,
+                       (size_t)p->dim * sizeof(float));
+        }
+    }
+    if (p->kind == SENT_BILSTM) {
+        /* Same start, embeddings included; it reads the sentences reversed. */
+        if (!(m->rnn_b = rnn_new(RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden, 2, p->seed + 1)))
+            goto oom;
+        memcpy(m->rnn_b->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
+        seqs[i].ids = malloc(nt * sizeof(int32_t) + 1);
+        if (!seqs[i].ids) goto oom;
+        seqs[i].len = (int)vocab_ids(m->vocab, toks, nt, 0, seqs[i].ids);
+        seqs[i].label = ex[i].label;
+    }
+    grad = calloc(m->rnn->n_params, sizeof *grad);
+    /* Embedding rows are updated only where the batch has their words
+     * (lazy Adam), the rest of the parameters densely. */
+    size_t D = (size_t)p->dim, skip = (size_t)m->rnn->vocab * D, dense = m->rnn->n_params - skip;
+    adam = adam_new(m->rnn->n_params);
+    rows = malloc((size_t)p->batch * T * sizeof *rows);
+    seen = calloc(m->vocab->n, sizeof *seen);
+    if (!rows || !seen) goto oom;
+    work = rnn_work_new(m->rnn, p->batch, (int)T);
+    if (!grad || !adam || !work) goto oom;
+    if (alloc_buffers(m) < 0) goto oom;
+    uint64_t rng = p->seed * 0x2545F4914F6CDD1Dull + 7;
+    for (int dir = 0; dir < (m->rnn_b ? 2 : 1); dir++) {
+        rnn_t *net = dir ? m->rnn_b : m->rnn;
+        if (dir) {
+            for (size_t i = 0; i < n; i++)
+                for (int a = 0, b = seqs[i].len - 1; a < b; a++, b--) {
+                    int32_t t = seqs[i].ids[a];
+                    seqs[i].ids[a] = seqs[i].ids[b];
+                    seqs[i].ids[b] = t;
+                }
+            memset(adam->m, 0, adam->n * sizeof *adam->m);
+            memset(adam->v, 0, adam->n * sizeof *adam->v);
+            adam->t = 0;
+        }
+        for (int ep = 1; ep <= p->epochs; ep++) {
+            double t0 = now_s();
+            /* Shuffle, sort chunks of 50 batches by length (less padding),
+             * then visit the batches in random order. */
+            for (size_t i = n; i > 1; i--) {
+                size_t j = xorshift(&rng) % i;
+                seq_t t = seqs[i - 1];
+                seqs[i - 1] = seqs[j];
+                seqs[j] = t;
+            }
+            size_t chunk = (size_t)p->batch * 50;
+            for (size_t s = 0; s < n; s += chunk)
+                qsort(seqs + s, (n - s < chunk ? n - s : chunk), sizeof *seqs, by_len);
+            for (size_t i = 0; i < nb; i++) border[i] = i;
+            for (size_t i = nb; i > 1; i--) {
+                size_t j = xorshift(&rng) % i, t = border[i - 1];
+                border[i - 1] = border[j];
+                border[j] = t;
+            }
+            double loss_sum = 0;
+            for (size_t bi = 0; bi < nb; bi++) {
+                size_t s = border[bi] * (size_t)p->batch;
+                int B = (int)((n - s) < (size_t)p->batch ? n - s : (size_t)p->batch);
+                int Tb = 1;
+                for (int b = 0; b < B; b++)
+                    if (seqs[s + b].len > Tb) Tb = seqs[s + b].len;
+                for (int b = 0; b < B; b++) {
+                    blens[b] = seqs[s + b].len;
+                    blab[b] = seqs[s + b].label;
+                    memcpy(bids + (size_t)b * Tb, seqs[s + b].ids,
+                           (size_t)blens[b] * sizeof(int32_t));
+                }
+                float loss = rnn_forward(net, work, bids, blens, B, Tb, blab, p->dropout_in,
+                                         p->dropout, &rng, NULL);
+                memset(grad + (p->lazy ? skip : 0), 0,
+                       (p->lazy ? dense : net->n_params) * sizeof *grad);
+                rnn_backward(net, work, bids, blens, B, Tb, blab, grad);
+                size_t nr = 0;
+                stamp++;
+                for (int b = 0; b < B; b++)
+                    for (int t = 0; t < blens[b]; t++) {
+                        int32_t id = bids[(size_t)b * Tb + t];
+                        if (seen[id] != stamp) seen[id] = stamp, rows[nr++] = id;
+                    }
+                double ss = 0;
+                for (size_t i = p->lazy ? skip : 0; i < net->n_params; i++)
+                    ss += (double)grad[i] * grad[i];
+                for (size_t r = 0; r < nr && p->lazy; r++)
+                    for (size_t d = 0; d < D; d++)
+                        ss += (double)grad[rows[r] * D + d] * grad[rows[r] * D + d];
+                float norm = (float)sqrt(ss),
+                      scale = p->clip > 0 && norm > p->clip ? p->clip / norm : 1.0f;
+                adam->t++;
+                if (!p->lazy) {
+                    /* Dense Adam: every row moves with its moments, as in PyTorch. */
+                    if (!p->freeze) adam_update(adam, net->params, grad, 0, skip, p->lr, scale);
+                    nr = 0;
+                }
+                adam_update(adam, net->params, grad, skip, dense, p->lr, scale);
+                for (size_t r = 0; r < nr; r++) {
+                    if (!p->freeze)
+                        adam_update(adam, net->params, grad, rows[r] * D, D, p->lr, scale);
+                    memset(grad + rows[r] * D, 0, D * sizeof *grad);
+                }
+                loss_sum += loss * B;
+            }
+            if (progress)
+                progress(dir * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
+        }
+    }
+    goto done;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+    sent_destroy(m);
+    m = NULL;
+done:
+    if (seqs)
+        for (size_t i = 0; i < n; i++) free(seqs[i].ids);
+    free(seqs);
+    free(toks);
+    vocab_destroy(all);
+    free(bids);
+    free(blens);
+    free(blab);
+    free(border);
+    free(grad);
+    free(rows);
+    free(seen);
+    adam_destroy(adam);
+    rnn_work_destroy(work);
+    return m;
+}
+
+sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_t n,
+                         const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
+                         size_t errstr_size) {
+    if (n == 0) {
+        snprintf(errstr, errstr_size, "no training examples");
+        return NULL;
+    }
+    if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
+        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0) {
+        snprintf(errstr, errstr_size, "bad training parameters");
+        return NULL;
+    }
+    sent_model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    m->p = *p;
+    if (is_rnn(p->kind)) {
+        if (emb) m->p.dim = emb->dim;
+        if (p->kind == SENT_ENSEMBLE) {
+            sent_params_t bp = sent_defaults(SENT_NBLR);
+            bp.max_tokens = p->max_tokens;
+            bp.seed = p->seed;
+            if (!(m->bow = sent_train(&bp, ex, n, NULL, NULL, NULL, errstr, errstr_size))) {
+                sent_destroy(m);
+                return NULL;
+            }
+        }
+        return train_rnn(m, ex, n, emb, progress, arg, errstr, errstr_size);
+    }
+    m = train_bow(m, ex, n, errstr, errstr_size);
+    if (m && alloc_buffers(m) < 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        sent_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- files ---- */
+
+#define SENT_VERSION 1u
+
+static int put_u32(FILE *f, uint32_t x) {
+    unsigned char b[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16),
+                          (unsigned char)(x >> 24)};
+    return fwrite(b, 1, 4, f) == 4 ? 0 : -1;
+}
+static int put_f32(FILE *f, float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return put_u32(f, u);
+}
+static int put_floats(FILE *f, const float *x, size_t n) {
+    /* Little-endian hosts only write the array as is (x86-64, aarch64). */
+    return fwrite(x, sizeof *x, n, f) == n ? 0 : -1;
+}
+
+int sent_write(const sent_model_t *m, FILE *f) {
+    const sent_params_t *p = &m->p;
+    int bad = fwrite("RSNT", 1, 4, f) != 4 || put_u32(f, SENT_VERSION) ||
+              put_u32(f, (uint32_t)p->kind) || put_u32(f, (uint32_t)p->dim) ||
+              put_u32(f, (uint32_t)p->hidden) || put_u32(f, (uint32_t)p->epochs) ||
+              put_u32(f, (uint32_t)p->batch) || put_u32(f, (uint32_t)p->min_count) ||
+              put_u32(f, (uint32_t)p->max_tokens) || put_u32(f, (uint32_t)p->max_vocab) ||
+              put_f32(f, p->lr) || put_f32(f, p->dropout) || put_f32(f, p->dropout_in) ||
+              put_f32(f, p->clip) || put_f32(f, p->l2) || put_u32(f, (uint32_t)p->seed) ||
+              put_u32(f, (uint32_t)p->freeze) || put_u32(f, (uint32_t)p->lazy) ||
+              vocab_write(m->vocab, f);
+    if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
+    if (!bad && m->rnn)
+        bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
+              put_u32(f, (uint32_t)m->rnn->hidden) || put_u32(f, (uint32_t)m->rnn->classes) ||
+              put_floats(f, m->rnn->params, m->rnn->n_params);
+    if (!bad && m->rnn_b) bad = put_floats(f, m->rnn_b->params, m->rnn_b->n_params);
+    if (!bad && m->bow) bad = sent_write(m->bow, f);
+    return bad ? -1 : 0;
+}
+
+int sent_save(const sent_model_t *m, const char *path, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int bad = sent_write(m, f) < 0;
+    if (fclose(f) != 0) bad = 1;
+    if (bad) {
+        snprintf(errstr, errstr_size, "%s: write failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct reader {
+    const unsigned char *d;
+    size_t len, pos;
+    int bad;
+} reader_t;
+
+static uint32_t rd_u32(reader_t *r) {
+    if (r->len - r->pos < 4) {
+        r->bad = 1;
+        return 0;
+    }
+    const unsigned char *p = r->d + r->pos;
+    r->pos += 4;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static float rd_f32(reader_t *r) {
+    uint32_t u = rd_u32(r);
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static int rd_floats(reader_t *r, float *x, size_t n) {
+    if ((r->len - r->pos) / sizeof(float) < n) return r->bad = 1, -1;
+    memcpy(x, r->d + r->pos, n * sizeof(float));
+    r->pos += n * sizeof(float);
+    return 0;
+}
+
+sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size) {
+    reader_t r = {data, len, 0, 0};
+    if (len < 8 || memcmp(data, "RSNT", 4) != 0) {
+        snprintf(errstr, errstr_size, "not a sentiment model (magic RSNT missing)");
+        return NULL;
+    }
+    r.pos = 4;
+    uint32_t ver = rd_u32(&r);
+    if (ver != SENT_VERSION) {
+        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads %u", ver,
+                 SENT_VERSION);
+        return NULL;
+    }
+    sent_model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    sent_params_t *p = &m->p;
+    p->kind = (int)rd_u32(&r);
+    p->dim = (int)rd_u32(&r);
+    p->hidden = (int)rd_u32(&r);
+    p->epochs = (int)rd_u32(&r);
+    p->batch = (int)rd_u32(&r);
+    p->min_count = (int)rd_u32(&r);
+    p->max_tokens = (int)rd_u32(&r);
+    p->max_vocab = (int)rd_u32(&r);
+    p->lr = rd_f32(&r);
+    p->dropout = rd_f32(&r);
+    p->dropout_in = rd_f32(&r);
+    p->clip = rd_f32(&r);
+    p->l2 = rd_f32(&r);
+    p->seed = rd_u32(&r);
+    p->freeze = (int)rd_u32(&r);
+    p->lazy = (int)rd_u32(&r);
+    if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
+        p->max_tokens > 100000) {
+        snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
+        goto fail;
+    }
+    m->vocab = vocab_read(r.d, r.len, &r.pos, errstr, errstr_size);
+    if (!m->vocab) goto fail;
+    if (!is_rnn(p->kind)) {
+        m->b = rd_f32(&r);
+        m->w = malloc((size_t)m->vocab->n * sizeof *m->w + 1);
+        if (!m->w) goto oom;
+        if (rd_floats(&r, m->w, m->vocab->n) < 0) {
+            snprintf(errstr, errstr_size, "sentiment model weights truncated");
+            goto fail;
+        }
+    } else {
+        uint32_t V = rd_u32(&r), D = rd_u32(&r), H = rd_u32(&r), C = rd_u32(&r);
+        if (r.bad || V != m->vocab->n || D == 0 || H == 0 || C != 2 || D > 4096 || H > 4096) {
+            snprintf(errstr, errstr_size, "sentiment model shapes invalid");
+            goto fail;
+        }
+        m->rnn =
+            rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
+        if (!m->rnn) goto oom;
+        if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
+            snprintf(errstr, errstr_size, "sentiment model weights truncated");
+            goto fail;
+        }
+        if (p->kind == SENT_BILSTM) {
+            m->rnn_b = rnn_new(RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
+            if (!m->rnn_b) goto oom;
+            if (rd_floats(&r, m->rnn_b->params, m->rnn_b->n_params) < 0) {
+                snprintf(errstr, errstr_size, "sentiment model weights truncated");
+                goto fail;
+            }
+        }
+        if (p->kind == SENT_ENSEMBLE) {
+            /* The rest is the NB-LR half, a whole model file. */
+            if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size)))
+                goto fail;
+            if (sent_params(m->bow)->kind != SENT_NBLR) {
+                snprintf(errstr, errstr_size, "ensemble's second model is not NB-LR");
+                goto fail;
+            }
+            r.pos = r.len;
+        }
+    }
+    if (r.pos != r.len) {
+        snprintf(errstr, errstr_size, "sentiment model has %zu trailing bytes", r.len - r.pos);
+        goto fail;
+    }
+    if (alloc_buffers(m) < 0) goto oom;
+    return m;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    sent_destroy(m);
+    return NULL;
+}
+
+void *sent_read_file(const char *path, size_t *len, char *errstr, size_t errstr_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        unsigned char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        snprintf(errstr, errstr_size, "%s: %s", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+sent_model_t *sent_load(const char *path, char *errstr, size_t errstr_size) {
+    size_t len;
+    void *d = sent_read_file(path, &len, errstr, errstr_size);
+    if (!d) return NULL;
+    char e[400];
+    sent_model_t *m = sent_load_mem(d, len, e, sizeof e);
+    if (!m) snprintf(errstr, errstr_size, "%s: %s", path, e);
+    free(d);
+    return m;
+}

@@ -1,0 +1,407 @@
+/* test_text.c: the text kernels: tokenizer, vocabulary, bag of words,
+ * LSTM/GRU gradients against finite differences, small trainings that must
+ * reach a stated accuracy, word2vec neighbours, and model files. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kernels/text/bow.h"
+#include "kernels/text/lstm.h"
+#include "kernels/text/sentiment.h"
+#include "kernels/text/tokenize.h"
+#include "kernels/text/word2vec.h"
+
+/* Tokens of s joined by '|'. */
+static const char *toks(const char *s, size_t len, size_t max, unsigned *flags) {
+    static char buf[64 * TOK_STRIDE], out[4096];
+    size_t n = tok_split(s, len, buf, max, flags);
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i) strcat(out, "|");
+        strcat(out, buf + i * TOK_STRIDE);
+    }
+    return out;
+}
+#define TOKS(s) toks(s, strlen(s), 64, NULL)
+
+/* Clitics split the Penn Treebank way, whether the text was tokenized
+ * already (custrev) or not (rt-polarity), so both corpora agree. */
+static void test_tokenizer_clitics(void **state) {
+    (void)state;
+    assert_string_equal(TOKS("It's GOOD, doesn't it? I'm sure."),
+                        "it|'s|good|,|does|n't|it|?|i|'m|sure|.");
+    assert_string_equal(TOKS("it 's good , does n't it ? i 'm sure ."),
+                        "it|'s|good|,|does|n't|it|?|i|'m|sure|.");
+    assert_string_equal(TOKS("can't won't they're we've o'clock"),
+                        "ca|n't|wo|n't|they|'re|we|'ve|o'clock");
+    assert_string_equal(TOKS("\"quoted\" `words' here"), "quoted|words|here");
+}
+
+/* Numbers and hyphenated words stay whole; punctuation is one token each. */
+static void test_tokenizer_numbers_punct(void **state) {
+    (void)state;
+    assert_string_equal(TOKS("3.5 stars, 1,000 times -- too-tepid!!"),
+                        "3.5|stars|,|1,000|times|-|-|too-tepid|!|!");
+    assert_string_equal(TOKS("end. 21st-century"), "end|.|21st-century");
+}
+
+/* Latin-1 input (not valid UTF-8) is decoded and re-encoded as UTF-8. */
+static void test_tokenizer_latin1(void **state) {
+    (void)state;
+    unsigned fl = 0;
+    const char lat[] = "Caf\xe9 na\xefve R\xc9SUM\xc9";
+    assert_string_equal(toks(lat, strlen(lat), 64, &fl),
+                        "caf\xc3\xa9|na\xc3\xafve|r\xc3\xa9sum\xc3\xa9");
+    assert_true(fl & TOK_LATIN1);
+    const char utf[] = "Caf\xc3\xa9 \xc3\x89T\xc3\x89";
+    assert_string_equal(toks(utf, strlen(utf), 64, &fl), "caf\xc3\xa9|\xc3\xa9t\xc3\xa9");
+    assert_false(fl & TOK_LATIN1);
+    assert_false(tok_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(tok_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(tok_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_true(tok_utf8_valid("\xf0\x9f\x98\x80", 4));
+}
+
+/* Emoji and CJK characters are tokens of their own; NUL, joiners and
+ * variation selectors are spaces. */
+static void test_tokenizer_emoji_cjk_nul(void **state) {
+    (void)state;
+    const char s[] = "great\xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xef\xb8\x8f \xe5\xa5\xbd\xe7\x9c\x8b";
+    assert_string_equal(TOKS(s),
+                        "great|\xf0\x9f\x98\x80|\xf0\x9f\x91\x8d|\xe5\xa5\xbd|\xe7\x9c\x8b");
+    const char nul[] = "a\0b\0\0c";
+    assert_string_equal(toks(nul, sizeof nul - 1, 64, NULL), "a|b|c");
+    assert_string_equal(TOKS(""), "");
+    assert_string_equal(TOKS(" \t\" ' "), "");
+}
+
+/* At most max tokens, flagged when more were cut; a long word is cut at a
+ * character boundary to TOK_MAX_BYTES. */
+static void test_tokenizer_limits(void **state) {
+    (void)state;
+    unsigned fl = 0;
+    assert_string_equal(toks("a b c d e", 9, 3, &fl), "a|b|c");
+    assert_true(fl & TOK_TRUNCATED);
+    assert_string_equal(toks("a b c   ", 8, 3, &fl), "a|b|c");
+    assert_false(fl & TOK_TRUNCATED);
+    assert_string_equal(toks("don't", 5, 1, &fl), "do");
+    assert_true(fl & TOK_TRUNCATED);
+    char longw[400];
+    for (int i = 0; i < 100; i++) memcpy(longw + 2 * i, "\xc3\xa9", 2); /* 100 x é */
+    longw[200] = 0;
+    const char *t = TOKS(longw);
+    assert_true(strlen(t) <= TOK_MAX_BYTES && strlen(t) % 2 == 0);
+    assert_true(tok_utf8_valid(t, strlen(t)));
+}
+
+static void test_vocab_roundtrip(void **state) {
+    (void)state;
+    vocab_t *v = vocab_new();
+    const char *words[] = {"b", "a", "c", "a", "b", "a", "d"};
+    for (int i = 0; i < 7; i++) assert_true(vocab_add(v, words[i], 1) >= 0);
+    for (int i = 0; i < 5000; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%d", i);
+        assert_int_equal(vocab_add(v, w, 1), 4 + i);
+    }
+    assert_int_equal(vocab_find(v, "w4321"), 4 + 4321);
+    vocab_t *p = vocab_prune(v, 2, 0, 1);
+    assert_int_equal(p->n, 3);
+    assert_string_equal(p->words[0], VOCAB_UNK);
+    assert_string_equal(p->words[1], "a"); /* most frequent first */
+    assert_string_equal(p->words[2], "b");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_int_equal(vocab_write(p, f), 0);
+    fclose(f);
+    char err[200];
+    size_t pos = 0;
+    vocab_t *r = vocab_read((unsigned char *)buf, len, &pos, err, sizeof err);
+    assert_non_null(r);
+    assert_int_equal(pos, len);
+    assert_int_equal(r->n, 3);
+    assert_int_equal(r->counts[1], 3);
+    assert_int_equal(vocab_find(r, "b"), 2);
+    for (size_t cut = 0; cut < len; cut++) {
+        pos = 0;
+        assert_null(vocab_read((unsigned char *)buf, cut, &pos, err, sizeof err));
+    }
+    vocab_destroy(r);
+    free(buf);
+    vocab_destroy(p);
+    vocab_destroy(v);
+}
+
+/* ---- gradient checks ---- */
+
+static void gradcheck(int cell) {
+    const int V = 6, D = 3, H = 4, B = 3, T = 5;
+    rnn_t *m = rnn_new(cell, V, D, H, 2, 7);
+    assert_non_null(m);
+    /* Larger weights than the init, so the gates are away from 0.5. */
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 2.0f;
+    rnn_work_t *w = rnn_work_new(m, B, T);
+    int32_t ids[3 * 5] = {1, 2, 3, 4, 5, 5, 0, 2, 0, 0, 3, 1, 1, 4, 2};
+    int lens[3] = {5, 3, 0}; /* padding and an empty sequence */
+    int labels[3] = {1, 0, 1};
+    float *grad = calloc(m->n_params, sizeof *grad);
+    rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+    rnn_backward(m, w, ids, lens, B, T, labels, grad);
+    double max_err = 0;
+    int checked = 0;
+    for (size_t i = 0; i < m->n_params; i++) {
+        float keep = m->params[i];
+        const double eps = 2e-3;
+        m->params[i] = keep + (float)eps;
+        double lp = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        m->params[i] = keep - (float)eps;
+        double lm = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        m->params[i] = keep;
+        double num = (lp - lm) / (2 * eps);
+        double err = fabs(num - grad[i]) / fmax(1e-2, fabs(num) + fabs(grad[i]));
+        if (err > max_err) max_err = err;
+        if (err > 1e-2) print_message("param %zu: numeric %g analytic %g\n", i, num, grad[i]);
+        checked++;
+    }
+    /* Max pooling is piecewise: a step of eps that switches an argmax (a
+     * near tie, likely when gates saturate) breaks the finite difference, so
+     * the weights are only doubled. A wrong gradient gives errors near 1. */
+    print_message("%s: %d parameters, max relative error %.2e\n", cell == RNN_GRU ? "GRU" : "LSTM",
+                  checked, max_err);
+    assert_true(max_err < 1e-2);
+    /* The padding id 0 of a real step gets a gradient too. */
+    for (int d = 0; d < D; d++) assert_true(grad[0 * D + d] != 0.0f); /* id 0 is used */
+    free(grad);
+    rnn_work_destroy(w);
+    rnn_destroy(m);
+}
+
+static void test_lstm_gradients(void **state) {
+    (void)state;
+    gradcheck(RNN_LSTM);
+}
+static void test_gru_gradients(void **state) {
+    (void)state;
+    gradcheck(RNN_GRU);
+}
+
+/* ---- small trainings ---- */
+
+/* Sentences of filler words with "good" or "bad", negated by "not" half of
+ * the time: the label depends on order, which a bag of unigrams cannot get. */
+static sent_example_t *synthetic(size_t n, uint64_t seed, char **store) {
+    static const char *fill[] = {"the", "movie", "was",  "plot", "actors", "and",
+                                 "a",   "very",  "film", "it",   "story",  "really"};
+    sent_example_t *ex = calloc(n, sizeof *ex);
+    *store = malloc(n * 128);
+    for (size_t i = 0; i < n; i++) {
+        char *s = *store + i * 128;
+        s[0] = 0;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        int good = (seed >> 33) & 1, neg = (seed >> 34) & 1, len = 3 + (int)((seed >> 40) % 6);
+        int at = (int)((seed >> 50) % (uint64_t)len);
+        for (int k = 0; k < len; k++) {
+            if (k == at) {
+                if (neg) strcat(s, "not ");
+                strcat(s, good ? "good " : "bad ");
+            }
+            strcat(s, fill[(seed >> (k * 3 % 30)) % 12]);
+            strcat(s, " ");
+        }
+        ex[i] = (sent_example_t){s, strlen(s), good ^ neg};
+    }
+    return ex;
+}
+
+static double accuracy(sent_model_t *m, const sent_example_t *ex, size_t n) {
+    size_t right = 0;
+    for (size_t i = 0; i < n; i++)
+        right += (sent_predict(m, ex[i].text, ex[i].len, NULL) >= 0.5f) == ex[i].label;
+    return (double)right / (double)n;
+}
+
+static void train_synthetic(int kind, double want) {
+    char *s1, *s2, err[256];
+    sent_example_t *tr = synthetic(1200, 1, &s1), *te = synthetic(300, 99, &s2);
+    sent_params_t p = sent_defaults(kind);
+    p.dim = 16, p.hidden = 16, p.epochs = 8, p.lr = 1e-2f, p.dropout = 0.1f, p.dropout_in = 0;
+    sent_model_t *m = sent_train(&p, tr, 1200, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null(m);
+    double acc = accuracy(m, te, 300);
+    print_message("%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
+                  sent_kind_name(kind), acc, want);
+    assert_true(acc >= want);
+    sent_destroy(m);
+    free(tr), free(te), free(s1), free(s2);
+}
+
+static void test_lstm_learns_negation(void **state) {
+    (void)state;
+    train_synthetic(SENT_LSTM, 0.95);
+}
+static void test_gru_learns_negation(void **state) {
+    (void)state;
+    train_synthetic(SENT_GRU, 0.95);
+}
+/* Bigrams ("not good") let the bag of words get it too. */
+static void test_bow_learns_negation(void **state) {
+    (void)state;
+    train_synthetic(SENT_NBLR, 0.95);
+    train_synthetic(SENT_NB, 0.9);
+}
+
+/* Real sentences: the committed movie-review sample (Latin-1), trained on
+ * 700, tested on 120. Small, so the bar is modest (chance is 0.5). */
+static void test_bow_on_review_sample(void **state) {
+    (void)state;
+    const char *src = getenv("REEL_SOURCE_DIR");
+    char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/examples/reviews-sample/reviews.tsv", src ? src : ".");
+    size_t len = 0;
+    char *data = sent_read_file(path, &len, err, sizeof err);
+    assert_non_null(data);
+    sent_example_t ex[1000];
+    size_t n = 0;
+    for (char *line = data; line < data + len && n < 1000;) {
+        char *nl = memchr(line, '\n', (size_t)(data + len - line));
+        if (!nl) nl = data + len;
+        *nl = 0;
+        ex[n++] = (sent_example_t){line + 2, strlen(line + 2), line[0] == '1'};
+        line = nl + 1;
+    }
+    assert_int_equal(n, 820);
+    for (int kind = SENT_NB; kind <= SENT_NBLR; kind++) {
+        sent_params_t p = sent_defaults(kind);
+        sent_model_t *m = sent_train(&p, ex, 700, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null(m);
+        double acc = accuracy(m, ex + 700, 120);
+        print_message("%s on the review sample: held-out accuracy %.3f\n", sent_kind_name(kind),
+                      acc);
+        assert_true(acc >= 0.62);
+        assert_true(accuracy(m, ex, 700) >= 0.95);
+        sent_destroy(m);
+    }
+    free(data);
+}
+
+/* Saved and loaded models predict the same; every truncation of a file is
+ * refused cleanly. */
+static void test_model_files(void **state) {
+    (void)state;
+    char *s1, err[256];
+    sent_example_t *tr = synthetic(200, 5, &s1);
+    char path[] = "/tmp/test_text_model.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (int kind = SENT_NB; kind < SENT_KINDS; kind++) {
+        sent_params_t p = sent_defaults(kind);
+        p.dim = 8, p.hidden = 8, p.epochs = 2;
+        sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null(m);
+        assert_int_equal(sent_save(m, path, err, sizeof err), 0);
+        size_t len;
+        unsigned char *d = sent_read_file(path, &len, err, sizeof err);
+        assert_non_null(d);
+        assert_memory_equal(d, "RSNT", 4);
+        sent_model_t *l = sent_load_mem(d, len, err, sizeof err);
+        assert_non_null(l);
+        for (int i = 0; i < 50; i++)
+            assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                        sent_predict(l, tr[i].text, tr[i].len, NULL));
+        sent_destroy(l);
+        size_t step = len > 4000 ? len / 997 : 1;
+        for (size_t cut = 0; cut < len; cut += step)
+            assert_null(sent_load_mem(d, cut, err, sizeof err));
+        free(d);
+        sent_destroy(m);
+    }
+    unlink(path);
+    free(tr), free(s1);
+}
+
+/* Two topics whose words never meet: each word's nearest neighbours come
+ * from its own topic, for skip-gram and CBOW, on two threads; the file
+ * round trip keeps the vectors. */
+static void test_word2vec_topics(void **state) {
+    (void)state;
+    for (int arch = 0; arch < 2; arch++) {
+        vocab_t *v = vocab_new();
+        char w[16], tok[8 * TOK_STRIDE];
+        for (int i = 0; i < 20; i++) {
+            snprintf(w, sizeof w, "%c%d", i < 10 ? 'a' : 'b', i % 10);
+            vocab_add(v, w, 1000);
+        }
+        w2v_corpus_t c = {0};
+        uint64_t s = 42;
+        for (int sent = 0; sent < 4000; sent++) {
+            int topic = sent & 1;
+            for (int k = 0; k < 8; k++) {
+                s = s * 6364136223846793005ull + 1;
+                snprintf(tok + k * TOK_STRIDE, TOK_STRIDE, "%c%d", topic ? 'b' : 'a',
+                         (int)((s >> 33) % 10));
+            }
+            assert_int_equal(w2v_corpus_add(&c, v, tok, 8), 0);
+        }
+        w2v_params_t p = w2v_defaults(arch);
+        p.dim = 20, p.threads = 2, p.min_count = 1, p.sample = 0, p.epochs = 3;
+        char err[256];
+        w2v_t *m = w2v_train(&p, v, &c, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null(m);
+        int32_t ids[5];
+        float sims[5];
+        int same = 0;
+        for (int q = 0; q < 20; q++) {
+            int n = w2v_nearest(m, v->words[q], 5, ids, sims);
+            assert_int_equal(n, 5);
+            for (int k = 0; k < 5; k++) same += m->vocab->words[ids[k]][0] == v->words[q][0];
+        }
+        print_message("%s: %d of 100 nearest neighbours in the same topic\n", arch ? "cbow" : "sg",
+                      same);
+        assert_true(same >= 95);
+        char path[] = "/tmp/test_text_w2v.XXXXXX";
+        int fd = mkstemp(path);
+        close(fd);
+        for (int fmt = 0; fmt < 2; fmt++) {
+            assert_int_equal(w2v_save(m, path, fmt, 1, err, sizeof err), 0);
+            w2v_t *l = w2v_load(path, err, sizeof err);
+            assert_non_null(l);
+            assert_int_equal(l->vocab->n, 20);
+            assert_memory_equal(l->vec, m->vec, 20 * 20 * sizeof(float));
+            assert_true(fmt ? l->out == NULL : l->out != NULL);
+            w2v_destroy(l);
+        }
+        unlink(path);
+        /* Online updates move the vectors of the sentence's words only. */
+        float before = m->vec[0], other = m->vec[19 * 20];
+        int32_t sent[4] = {0, 1, 2, 3};
+        uint64_t rng = 1;
+        for (int i = 0; i < 10; i++) assert_int_equal(w2v_update(m, &p, sent, 4, 0.05f, &rng), 0);
+        assert_true(m->vec[0] != before);
+        assert_true(m->vec[19 * 20] == other);
+        w2v_destroy(m);
+        w2v_corpus_free(&c);
+        vocab_destroy(v);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
+        cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
+        cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
+        cmocka_unit_test(test_lstm_gradients),       cmocka_unit_test(test_gru_gradients),
+        cmocka_unit_test(test_lstm_learns_negation), cmocka_unit_test(test_gru_learns_negation),
+        cmocka_unit_test(test_bow_learns_negation),  cmocka_unit_test(test_bow_on_review_sample),
+        cmocka_unit_test(test_model_files),          cmocka_unit_test(test_word2vec_topics),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
