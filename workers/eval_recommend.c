@@ -268,6 +268,30 @@ static const struct {
              {"hybrid", REC_SRC_ALL}};
 #define N_ALGOS 5
 
+/* Adds one test user's metrics of the ranked list to sum. */
+static void add_user_metrics(rec_metrics_t *sum, const uint32_t *ranked, int k, const uint32_t *rel,
+                             int nrel) {
+    rec_metrics_t m;
+    rec_metrics_user(ranked, k, rel, nrel, &m);
+    sum->precision += m.precision;
+    sum->recall += m.recall;
+    sum->ndcg += m.ndcg;
+    sum->map += m.map;
+    sum->hit += m.hit;
+}
+
+/* One algorithm's JSON line: means over nusers test users. */
+static void print_metrics(const char *algo, const char *via, int k, const rec_metrics_t *sum,
+                          size_t nusers, size_t ncovered, uint32_t ni, double eps) {
+    double nn = nusers ? (double)nusers : 1.0;
+    printf("{\"algo\":\"%s\",%s%s%s\"precision@%d\":%.6f,\"recall@%d\":%.6f,\"ndcg@%d\":%.6f,"
+           "\"map@%d\":%.6f,\"hit_rate@%d\":%.6f,\"coverage\":%.6f,\"events_per_sec\":%.0f}\n",
+           algo, via ? "\"via\":\"" : "", via ? via : "", via ? "\"," : "", k, sum->precision / nn,
+           k, sum->recall / nn, k, sum->ndcg / nn, k, sum->map / nn, k, sum->hit / nn,
+           ni ? (double)ncovered / ni : 0.0, eps);
+    fflush(stdout);
+}
+
 /* ---- --via-kafka ---------------------------------------------------- */
 
 /* The training part goes through a cluster and the recommend worker, once
@@ -557,27 +581,15 @@ static int via_kafka(data_t *d, const rec_config_t *cfg, unsigned want, int k, d
                         ncovered++;
                     }
                 }
-                rec_metrics_t m;
-                rec_metrics_user(ranked, latest.k, rel, nrel, &m);
-                sum.precision += m.precision;
-                sum.recall += m.recall;
-                sum.ndcg += m.ndcg;
-                sum.map += m.map;
-                sum.hit += m.hit;
+                add_user_metrics(&sum, ranked, latest.k, rel, nrel);
                 nusers++;
             }
             a = b;
         }
-        double nn = nusers ? (double)nusers : 1.0;
         fprintf(stderr, "reel eval: %s via kafka: %lld events in %.1f s, %zu test users\n",
                 algos[x].name, got, secs, nusers);
-        printf("{\"algo\":\"%s\",\"via\":\"kafka\",\"precision@%d\":%.6f,\"recall@%d\":%.6f,"
-               "\"ndcg@%d\":%.6f,\"map@%d\":%.6f,\"hit_rate@%d\":%.6f,\"coverage\":%.6f,"
-               "\"events_per_sec\":%.0f}\n",
-               algos[x].name, latest.k, sum.precision / nn, latest.k, sum.recall / nn, latest.k,
-               sum.ndcg / nn, latest.k, sum.map / nn, latest.k, sum.hit / nn, (double)ncovered / ni,
-               secs > 0 ? (double)got / secs : 0.0);
-        fflush(stdout);
+        print_metrics(algos[x].name, "kafka", latest.k, &sum, nusers, ncovered, ni,
+                      secs > 0 ? (double)got / secs : 0.0);
     }
     rc = 0;
     goto done;
@@ -856,26 +868,15 @@ int cmd_eval_recommend(int argc, char **argv) {
                     if (!recd[out[y].item]) ncovered++;
                     recd[out[y].item] = 1;
                 }
-                rec_metrics_t m;
-                rec_metrics_user(ranked, k, rel, nrel, &m);
-                sum.precision += m.precision;
-                sum.recall += m.recall;
-                sum.ndcg += m.ndcg;
-                sum.map += m.map;
-                sum.hit += m.hit;
+                add_user_metrics(&sum, ranked, k, rel, nrel);
                 nusers++;
             }
             for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
             a = b;
         }
-        double nn = nusers ? (double)nusers : 1.0;
         fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", algos[x].name, nusers,
                 now_s() - t1);
-        printf("{\"algo\":\"%s\",\"precision@%d\":%.6f,\"recall@%d\":%.6f,\"ndcg@%d\":%.6f,"
-               "\"map@%d\":%.6f,\"hit_rate@%d\":%.6f,\"coverage\":%.6f,\"events_per_sec\":%.0f}\n",
-               algos[x].name, k, sum.precision / nn, k, sum.recall / nn, k, sum.ndcg / nn, k,
-               sum.map / nn, k, sum.hit / nn, (double)ncovered / ni, eps);
-        fflush(stdout);
+        print_metrics(algos[x].name, NULL, k, &sum, nusers, ncovered, ni, eps);
     }
     rc = 0;
     goto done;
