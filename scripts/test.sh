@@ -17,7 +17,7 @@ for pass in $PASSES; do
     case $pass in
     plain) dir=build; flags="-DREEL_SANITIZE=OFF" ;;
     asan) dir=build-asan; flags="-DREEL_SANITIZE=ON" ;;
-    fuzz) dir=build-fuzz; flags="-DREEL_FUZZ=ON -DCMAKE_C_COMPILER=clang"; target="--target fuzz_codec" ;;
+    fuzz) dir=build-fuzz; flags="-DREEL_FUZZ=ON -DCMAKE_C_COMPILER=clang"; target="--target fuzzers" ;;
     *) echo "unknown pass $pass" >&2; exit 2 ;;
     esac
     echo "==== $pass build ($dir)"
