@@ -20,37 +20,6 @@ static void model_usage(FILE *out) {
                  "new current version within their reload interval.\n");
 }
 
-/* Reads path whole into a malloc'd buffer the caller frees. */
-static void *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            unsigned char *grown = realloc(buf, cap * 2);
-            if (!grown) break;
-            buf = grown;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int failed = !buf || ferror(f) || n == cap;
-    fclose(f);
-    if (failed) {
-        snprintf(errstr, errstr_size, "%s: read failed", path);
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 static int parse_version(const char *s, int64_t *v) {
     char *end = NULL;
     long long x = strtoll(s, &end, 10);
@@ -116,7 +85,7 @@ int cmd_model(int argc, char **argv) {
         goto done;
     }
     if (strcmp(action, "push") == 0) {
-        data = read_file(pos[1], &len, err, sizeof err);
+        data = cli_read_file(pos[1], 512u << 20, &len, err, sizeof err);
         if (!data) goto fail;
         if (!kind) kind = models_kind_of(data, len);
         if (!kind) {

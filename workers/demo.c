@@ -435,9 +435,10 @@ static int produce_clips(demo_t *d, const char *fsdd, char *err, size_t n) {
         size_t len = 0;
         unsigned char *wav = NULL;
         if (clip_path(d, fsdd, k, path, sizeof path) == 0)
-            wav = demo_read_file(path, 8u << 20, &len);
+            wav = cli_read_file(path, 8u << 20, &len, err, n);
+        else
+            snprintf(err, n, "cannot synthesize %s", path);
         if (!wav) {
-            snprintf(err, n, "cannot read or synthesize %s", path);
             rc = -1;
             break;
         }
@@ -582,13 +583,13 @@ static void prepare_model(demo_t *d, demo_worker_t *w, char *const train_args[],
         printf("      %s model: %s (cached; --retrain to train again)\n", w->name, w->model);
     }
     size_t len = 0;
-    unsigned char *blob = demo_read_file(w->model, 1u << 30, &len);
-    const char *kind = blob ? models_kind_of(blob, len) : NULL;
     int64_t version = 0;
-    char err[512] = "unreadable model file";
+    char err[512];
+    unsigned char *blob = cli_read_file(w->model, 1u << 30, &len, err, sizeof err);
+    const char *kind = blob ? models_kind_of(blob, len) : NULL;
     if (!kind || models_push(d->store, kind, blob, len, file, 1, &version, err, sizeof err) < 0) {
         snprintf(w->why, sizeof w->why, "cannot push %s: %s", w->model,
-                 kind ? err : "unknown model format");
+                 kind || !blob ? err : "unknown model format");
         w->enabled = 0;
     } else {
         printf("      pushed to Redis as %s version %lld\n", kind, (long long)version);

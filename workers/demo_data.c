@@ -155,25 +155,6 @@ unsigned char *demo_poster_jpeg(const unsigned char *grey28, int width, int heig
     return out;
 }
 
-unsigned char *demo_read_file(const char *path, size_t max, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long size = ftell(f);
-        if (size >= 0 && (size_t)size <= max && fseek(f, 0, SEEK_SET) == 0) {
-            buf = malloc(size ? (size_t)size : 1);
-            if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-                free(buf);
-                buf = NULL;
-            }
-            *len = (size_t)size;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 int demo_espeak(const char *text, const char *voice, int speed, int pitch, const char *wav_path) {
     char s[16], p[16];
     snprintf(s, sizeof s, "%d", speed);

@@ -31,10 +31,6 @@ int demo_fashion_read(const char *dir, int first, int n, unsigned char *pixels,
 unsigned char *demo_poster_jpeg(const unsigned char *grey28, int width, int height, unsigned seed,
                                 size_t *len);
 
-/* Reads a whole file into a malloc'd buffer (caller frees); NULL on error
- * or when it is larger than max bytes. */
-unsigned char *demo_read_file(const char *path, size_t max, size_t *len);
-
 /* Synthesizes text with espeak-ng into wav_path (8 kHz is not required:
  * the worker resamples). voice e.g. "en-us+m3". Returns 0, or -1 when
  * espeak-ng is missing or failed. */

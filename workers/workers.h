@@ -37,6 +37,11 @@ typedef struct cli_opts {
  * config_destroy(), or NULL after printing the reason on stderr. */
 config_t *cli_config(const cli_opts_t *opts);
 
+/* Reads path whole into a malloc'd buffer the caller frees, its size in
+ * *len. NULL with errstr when it cannot be read or holds more than max
+ * bytes (workers/cli_util.c). */
+void *cli_read_file(const char *path, size_t max, size_t *len, char *errstr, size_t errstr_size);
+
 /* Subcommands; each returns the process exit status. argv[0] is the
  * subcommand name. */
 int cmd_mock_kafka(int argc, char **argv);
