@@ -45,6 +45,9 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->shrink = 0.0f;
     cfg->item_score_k = 30;
     cfg->refresh_ratio = 0.05f;
+    cfg->poster_weight = 0.5f;
+    cfg->sentiment_weight = 0.1f;
+    cfg->sentiment_prior_count = 2.0f;
 }
 
 unsigned rec_config_fields(const rec_config_t *cfg) {
@@ -878,6 +881,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
             }
     }
     int single = used == 1 || used == 2 || used == 4 || used == 8;
+    const int prior = rd->sentiment && cfg->sentiment_weight != 0;
     int nout = 0;
     for (uint32_t t = 0; t < w->ntouched; t++) {
         uint32_t c = w->touched[t];
@@ -892,6 +896,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 score += cfg->src_weight[s] * (span > 0 ? (v - lo[s]) / span : 1.0f);
             }
         }
+        if (prior) score *= 1.0f + cfg->sentiment_weight * rd->sentiment(cx, c);
         rec_rec_t r = {c, score, w->src[c]};
         if (nout < n) {
             out[nout++] = r;
@@ -976,6 +981,36 @@ void rec_item_features(const char *const *genres, int n_genres, const char *cons
     l2_scale(out, REC_FEAT_GENRE, 1.0f);
     l2_scale(out + REC_FEAT_GENRE, REC_FEAT_TAGS, 0.5f);
     l2_scale(out + REC_FEAT_GENRE + REC_FEAT_TAGS, REC_FEAT_YEAR, 0.5f);
+}
+
+_Static_assert(REC_FEAT_POSTER <= 64, "one 64-bit hash gives the signs of an input");
+
+void rec_features_poster(float feat[REC_FEAT_DIM], const float *emb, size_t dim, float weight) {
+    float *p = feat + REC_FEAT_META;
+    memset(p, 0, REC_FEAT_POSTER * sizeof *p);
+    if (!emb || dim == 0 || !(weight != 0) || !isfinite(weight)) return;
+    for (size_t c = 0; c < dim; c++) {
+        const float x = emb[c];
+        if (!isfinite(x)) {
+            memset(p, 0, REC_FEAT_POSTER * sizeof *p);
+            return;
+        }
+        if (x == 0) continue;
+        /* 64 random sign bits per input dimension, from its index alone:
+         * bit r is the sign of the projection onto output r. */
+        char le[8];
+        for (int b = 0; b < 8; b++) le[b] = (char)((uint64_t)(c + 1) >> (8 * b));
+        const uint64_t bits = rec_hash64(le, sizeof le);
+        for (int r = 0; r < REC_FEAT_POSTER; r++) p[r] += (bits >> r) & 1 ? x : -x;
+    }
+    l2_scale(p, REC_FEAT_POSTER, weight);
+}
+
+float rec_sentiment_mean(double sum, double count, double prior_count) {
+    if (!(count > 0) || !isfinite(sum) || !isfinite(count)) return 0.0f;
+    double den = count + (prior_count > 0 && isfinite(prior_count) ? prior_count : 0.0);
+    double m = sum / den;
+    return (float)(m < -1 ? -1 : m > 1 ? 1 : m);
 }
 
 /* ------------------------------------------------------------------ */

@@ -152,6 +152,16 @@ typedef struct rec_config {
      * are paid about every refresh_ratio * c events of a popular item
      * instead of every event. 0: on every change. */
     float refresh_ratio;
+    /* Multimodal content (other workers' outputs, read from Redis by the
+     * worker; given as files to the eval). */
+    float poster_weight; /* weight of the poster block (rec_features_poster) (0.5) */
+    /* Review sentiment prior: every candidate's final score is multiplied by
+     * 1 + sentiment_weight * s_i, s_i the item's shrunk mean review
+     * sentiment in [-1, 1] (rec_sentiment_mean; 0 without reviews). A
+     * factor, so it works on blended and on single-source scores alike
+     * (0.1). 0: off. */
+    float sentiment_weight;
+    float sentiment_prior_count; /* pseudo-reviews of score 0 in the mean (2) */
 } rec_config_t;
 
 void rec_config_defaults(rec_config_t *cfg);
@@ -222,6 +232,9 @@ typedef struct rec_reader {
     int (*catalogue)(void *ctx, const float **feat, const uint32_t **ids, size_t *n);
     /* One past the largest item id (sizes the scoring buffers). */
     uint32_t (*n_items)(void *ctx);
+    /* Optional (may be NULL): item i's mean review sentiment in [-1, 1],
+     * already shrunk (rec_sentiment_mean); 0 when it has no reviews. */
+    float (*sentiment)(void *ctx, uint32_t i);
 } rec_reader_t;
 
 /* ------------------------------------------------------------------ */
@@ -328,16 +341,37 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
 /* ------------------------------------------------------------------ */
 /* Content features                                                    */
 
-/* Layout: 20 known genres one-hot (MovieLens' 19 + "other"), 12 hashed
+/* Layout: the metadata part (REC_FEAT_META floats, what the worker stores
+ * per item): 20 known genres one-hot (MovieLens' 19 + "other"), 12 hashed
  * buckets for other genres, 64 hashed tag buckets, 16 year buckets (before
- * 1930, then 5-year steps, 2000-2004 is bucket 15... clamped). Each block is
- * L2-normalised, then weighted (genres 1.0, tags 0.5, year 0.5). */
+ * 1930, then 5-year steps, 2000-2004 is bucket 15... clamped). Then the
+ * poster block (REC_FEAT_POSTER floats): the tag worker's poster embedding,
+ * projected (rec_features_poster). Each block is L2-normalised, then
+ * weighted (genres 1.0, tags 0.5, year 0.5, poster cfg.poster_weight). */
 #define REC_FEAT_GENRE 32
 #define REC_FEAT_TAGS 64
 #define REC_FEAT_YEAR 16
-#define REC_FEAT_DIM (REC_FEAT_GENRE + REC_FEAT_TAGS + REC_FEAT_YEAR)
+#define REC_FEAT_META (REC_FEAT_GENRE + REC_FEAT_TAGS + REC_FEAT_YEAR)
+#define REC_FEAT_POSTER 32
+#define REC_FEAT_DIM (REC_FEAT_META + REC_FEAT_POSTER)
+/* Writes the metadata part of out and zeroes its poster block. */
 void rec_item_features(const char *const *genres, int n_genres, const char *const *tags, int n_tags,
                        int year, float out[REC_FEAT_DIM]);
+
+/* Sets the poster block of feat from an embedding of any dimension: a fixed
+ * pseudo-random +-1 projection onto REC_FEAT_POSTER dimensions (the same on
+ * every machine, so that dot products between posters are kept up to the
+ * projection's noise, whatever the CNN's embedding size), then
+ * L2-normalised and scaled by weight. emb NULL, dim 0, an all-zero or
+ * non-finite embedding or weight 0: the block is zeroed. The metadata part
+ * is left alone. */
+void rec_features_poster(float feat[REC_FEAT_DIM], const float *emb, size_t dim, float weight);
+
+/* An item's mean review sentiment, shrunk towards neutral: sum / (count +
+ * prior_count), clamped to [-1, 1]; 0 when count <= 0 or the inputs are not
+ * finite. sum is the sum of per-review scores in [-1, 1] (the sentiment
+ * worker's hash fields sum and count). */
+float rec_sentiment_mean(double sum, double count, double prior_count);
 
 /* ------------------------------------------------------------------ */
 /* In-memory state                                                     */
@@ -351,6 +385,9 @@ int rec_mem_apply(rec_mem_t *m, const rec_delta_t *d, size_t n);
 rec_reader_t rec_mem_reader(rec_mem_t *m);
 /* Sets item i's content features (REC_FEAT_DIM floats). 0 ok, -1 OOM. */
 int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f);
+/* Sets item i's review sentiment (as the reader's sentiment() returns it).
+ * 0 ok, -1 OOM. */
+int rec_mem_set_sentiment(rec_mem_t *m, uint32_t item, float s);
 /* Recomputes every item's top-K list from the full pair counters (the batch
  * answer the incremental lists approximate; see rec_process_event). */
 int rec_mem_rebuild_item_topk(rec_mem_t *m);

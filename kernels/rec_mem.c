@@ -238,7 +238,9 @@ struct rec_mem {
     uint32_t nu, capu;
     mitem_t *items;
     uint32_t ni, capi;
-    float *cat; /* catalogue block, ncat x REC_FEAT_DIM */
+    float *cat;  /* catalogue block, ncat x REC_FEAT_DIM */
+    float *sent; /* item -> review sentiment, nsent entries (0 beyond) */
+    uint32_t nsent;
     uint32_t *cat_ids;
     size_t ncat, capcat;
     rec_scored_t *pop; /* sorted popularity, rebuilt when dirty */
@@ -274,6 +276,7 @@ void rec_mem_destroy(rec_mem_t *m) {
     free(m->users);
     free(m->items);
     free(m->cat);
+    free(m->sent);
     free(m->cat_ids);
     free(m->pop);
     free(m);
@@ -436,6 +439,20 @@ int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f) {
     return 0;
 }
 
+int rec_mem_set_sentiment(rec_mem_t *m, uint32_t item, float s) {
+    if (item >= m->nsent) {
+        uint32_t cap = m->nsent ? m->nsent : 1024;
+        while (cap <= item) cap *= 2;
+        float *p = realloc(m->sent, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        memset(p + m->nsent, 0, (size_t)(cap - m->nsent) * sizeof *p);
+        m->sent = p;
+        m->nsent = cap;
+    }
+    m->sent[item] = s;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The reader                                                          */
 
@@ -541,6 +558,11 @@ static int r_catalogue(void *ctx, const float **feat, const uint32_t **ids, size
     return 0;
 }
 
+static float r_sentiment(void *ctx, uint32_t i) {
+    rec_mem_t *m = ctx;
+    return i < m->nsent ? m->sent[i] : 0.0f;
+}
+
 static uint32_t r_n_items(void *ctx) {
     return ((rec_mem_t *)ctx)->ni;
 }
@@ -561,6 +583,7 @@ rec_reader_t rec_mem_reader(rec_mem_t *m) {
         .popular = r_popular,
         .catalogue = r_catalogue,
         .n_items = r_n_items,
+        .sentiment = r_sentiment,
     };
     return r;
 }

@@ -212,6 +212,152 @@ static int load_items(const char *path, data_t *d, rec_mem_t *mem) {
     return 0;
 }
 
+/* ---- multimodal ablation ------------------------------------------ */
+
+/* Poster blocks for the items with features. path: a file of lines
+ * "item_id v1 v2 ... vd" (spaces, tabs or commas; d the same on every line;
+ * the L2-normalised embeddings `tag` stores), or "random": each item gets one
+ * of 10 seeded non-negative prototypes plus noise, which is what posters
+ * composed from arbitrary Fashion-MNIST images (as the demo makes them) are
+ * for MovieLens items: a control, not a signal. Returns the count or -1. */
+static long set_posters(const char *path, data_t *d, rec_mem_t *mem, float weight, uint64_t seed) {
+    rec_reader_t rd = rec_mem_reader(mem);
+    uint32_t ni = rec_dict_size(d->items);
+    long n = 0;
+    float feat[REC_FEAT_DIM];
+    if (strcmp(path, "random") == 0) {
+        enum { DIM = 64, PROTOS = 10 };
+        static float proto[PROTOS][DIM];
+        uint64_t s = seed * 0x9e3779b97f4a7c15ull + 7;
+        for (int p = 0; p < PROTOS; p++)
+            for (int c = 0; c < DIM; c++) {
+                double u = (double)(rng_next(&s) >> 11) / 9007199254740992.0;
+                proto[p][c] = u < 0.5 ? 0.0f : (float)(2 * (u - 0.5));
+            }
+        for (uint32_t i = 0; i < ni; i++) {
+            const float *f = rd.features(rd.ctx, i);
+            if (!f) continue;
+            float emb[DIM];
+            int p = (int)(rng_next(&s) % PROTOS);
+            for (int c = 0; c < DIM; c++) {
+                double u = (double)(rng_next(&s) >> 11) / 9007199254740992.0;
+                emb[c] = proto[p][c] + 0.2f * (float)u;
+            }
+            memcpy(feat, f, sizeof feat);
+            rec_features_poster(feat, emb, DIM, weight);
+            if (rec_mem_set_features(mem, i, feat) < 0) return -1;
+            n++;
+        }
+        return n;
+    }
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        fprintf(stderr, "reel eval: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    float *emb = NULL;
+    size_t ecap = 0;
+    while (getline(&line, &cap, fp) > 0) {
+        chomp(line);
+        char *save = NULL, *id = strtok_r(line, " \t,", &save);
+        if (!id) continue;
+        size_t dim = 0;
+        for (char *t; (t = strtok_r(NULL, " \t,", &save));) {
+            if (dim == ecap) {
+                ecap = ecap ? ecap * 2 : 256;
+                float *e = realloc(emb, ecap * sizeof *e);
+                if (!e) {
+                    n = -1;
+                    goto out;
+                }
+                emb = e;
+            }
+            emb[dim++] = strtof(t, NULL);
+        }
+        uint32_t i = rec_dict_find(d->items, id, strlen(id));
+        const float *f = i == UINT32_MAX ? NULL : rd.features(rd.ctx, i);
+        if (dim == 0 || i == UINT32_MAX) continue;
+        if (f)
+            memcpy(feat, f, sizeof feat);
+        else
+            memset(feat, 0, sizeof feat);
+        rec_features_poster(feat, emb, dim, weight);
+        if (rec_mem_set_features(mem, i, feat) < 0) {
+            n = -1;
+            goto out;
+        }
+        n++;
+    }
+out:
+    free(line);
+    free(emb);
+    fclose(fp);
+    return n;
+}
+
+/* Per-item review sentiment. path: lines "item_id,count,sum" (the sentiment
+ * worker's hash fields; other separators as above), or "train-ratings": each
+ * item's training ratings read as reviews, score (r - 3) / 2 in [-1, 1]
+ * (training part only: the test part never leaks in). Returns the number of
+ * items or -1. */
+static long set_sentiment(const char *path, const data_t *d, rec_mem_t *mem, float prior) {
+    uint32_t ni = rec_dict_size(d->items);
+    long n = 0;
+    if (strcmp(path, "train-ratings") == 0) {
+        double *sum = calloc(ni, sizeof *sum), *cnt = calloc(ni, sizeof *cnt);
+        if (!sum || !cnt) {
+            free(sum);
+            free(cnt);
+            return -1;
+        }
+        for (size_t x = 0; x < d->n; x++)
+            if (!d->r[x].test) {
+                double v = (d->r[x].rating - 3.0) / 2.0;
+                sum[d->r[x].item] += v < -1 ? -1 : v > 1 ? 1 : v;
+                cnt[d->r[x].item] += 1;
+            }
+        for (uint32_t i = 0; i < ni && n >= 0; i++)
+            if (cnt[i] > 0) {
+                if (rec_mem_set_sentiment(mem, i, rec_sentiment_mean(sum[i], cnt[i], prior)) < 0)
+                    n = -1;
+                else
+                    n++;
+            }
+        free(sum);
+        free(cnt);
+        return n;
+    }
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        fprintf(stderr, "reel eval: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, fp) > 0) {
+        chomp(line);
+        char *save = NULL, *id = strtok_r(line, " \t,", &save);
+        char *c = id ? strtok_r(NULL, " \t,", &save) : NULL;
+        char *sm = c ? strtok_r(NULL, " \t,", &save) : NULL;
+        if (!sm) continue;
+        char *e1, *e2;
+        double count = strtod(c, &e1), sum = strtod(sm, &e2);
+        if (*e1 || *e2) continue; /* a header */
+        uint32_t i = rec_dict_find(d->items, id, strlen(id));
+        if (i == UINT32_MAX) continue;
+        if (rec_mem_set_sentiment(mem, i, rec_sentiment_mean(sum, count, prior)) < 0) {
+            n = -1;
+            break;
+        }
+        n++;
+    }
+    free(line);
+    fclose(fp);
+    return n;
+}
+
 static int cmp_user_ts(const void *a, const void *b) {
     const rating_t *x = a, *y = b;
     if (x->user != y->user) return x->user < y->user ? -1 : 1;
@@ -619,6 +765,8 @@ static void usage(FILE *o) {
             "         [--item-score-k K] [--user-k K] [--hist-cap N] [--cons-cap N] "
             "[--half-life-days D]\n"
             "         [--weights ITEM,USER,CONTENT,POPULAR]\n"
+            "         [--posters FILE|random] [--review-sentiment FILE|train-ratings]\n"
+            "         [--poster-weight W] [--sentiment-weight W]\n"
             "         [--via-kafka [--bootstrap-servers B] [--redis-url U]]\n"
             "ratings: MovieLens ratings.csv (userId,movieId,rating,timestamp) or u.data (TSV)\n"
             "items:   movies.csv (movieId,title,genres) or u.item, for content features\n"
@@ -626,13 +774,20 @@ static void usage(FILE *o) {
             "--via-kafka: the training events go through a cluster (an embedded one unless\n"
             "  --bootstrap-servers) and the recommend worker with its state in Redis (a\n"
             "  private redis-server unless --redis-url), once per algorithm; each test user\n"
-            "  is scored on the last Recommendations published for them (k <= 64).\n");
+            "  is scored on the last Recommendations published for them (k <= 64).\n"
+            "--posters, --review-sentiment: an ablation; every algorithm is ranked again with\n"
+            "  the poster block in the content vectors and the review-sentiment prior, as\n"
+            "  rows named <algo>+mm. posters: lines \"item_id v1 ... vd\" (or random: arbitrary\n"
+            "  per-item embeddings, a control); review sentiment: lines \"item_id,count,sum\"\n"
+            "  (the sentiment worker's fields) or train-ratings (the training ratings as\n"
+            "  reviews, (r - 3) / 2).\n");
 }
 
 int cmd_eval_recommend(int argc, char **argv) {
     const char *ratings = NULL, *items = NULL, *algo = "all";
     int temporal = 0, k = 10, exact_topk = 0;
     const char *dump_split = NULL, *bootstrap = NULL, *redis_url = NULL;
+    const char *posters = NULL, *review_sentiment = NULL;
     int via = 0;
     uint64_t seed = 1;
     double min_rating = 0, half_life_days = 0;
@@ -672,6 +827,14 @@ int cmd_eval_recommend(int argc, char **argv) {
             bootstrap = v;
         else if (strcmp(o, "--redis-url") == 0)
             redis_url = v;
+        else if (strcmp(o, "--posters") == 0)
+            posters = v;
+        else if (strcmp(o, "--review-sentiment") == 0)
+            review_sentiment = v;
+        else if (strcmp(o, "--poster-weight") == 0)
+            cfg.poster_weight = (float)atof(v);
+        else if (strcmp(o, "--sentiment-weight") == 0)
+            cfg.sentiment_weight = (float)atof(v);
         else if (strcmp(o, "--dump-split") == 0)
             dump_split = v;
         else if (strcmp(o, "--exact-topk") == 0)
@@ -843,40 +1006,59 @@ int cmd_eval_recommend(int argc, char **argv) {
     out = malloc((size_t)k * sizeof *out);
     ranked = malloc((size_t)k * sizeof *ranked);
     if (!ex || !recd || !rel || !out || !ranked) goto oom;
-    for (int x = 0; x < N_ALGOS; x++) {
-        if (!(want & (1u << x))) continue;
-        double t1 = now_s();
-        rec_metrics_t sum = {0};
-        size_t nusers = 0, ncovered = 0;
-        memset(recd, 0, ni);
-        for (size_t a = 0; a < d.n;) {
-            size_t b = a;
-            int nrel = 0;
-            while (b < d.n && d.r[b].user == d.r[a].user) b++;
-            for (size_t y = a; y < b; y++) {
-                if (!d.r[y].test)
-                    ex[d.r[y].item] = 1;
-                else if (d.r[y].rating >= min_rating)
-                    rel[nrel++] = d.r[y].item;
-            }
-            if (nrel > 0) {
-                qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
-                int n = rec_recommend(&cfg, &rd, w, d.r[a].user, algos[x].sources, ex, ni, out, k);
-                if (n < 0) goto oom;
-                for (int y = 0; y < k; y++) ranked[y] = y < n ? out[y].item : UINT32_MAX;
-                for (int y = 0; y < n; y++) {
-                    if (!recd[out[y].item]) ncovered++;
-                    recd[out[y].item] = 1;
-                }
-                add_user_metrics(&sum, ranked, k, rel, nrel);
-                nusers++;
-            }
-            for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
-            a = b;
+    const int mm = posters || review_sentiment;
+    for (int pass = 0; pass < (mm ? 2 : 1); pass++) {
+        if (pass == 1) {
+            /* The ablation: the same state, plus the multimodal parts. */
+            long np = posters ? set_posters(posters, &d, mem, cfg.poster_weight, seed) : 0;
+            long ns = review_sentiment
+                          ? set_sentiment(review_sentiment, &d, mem, cfg.sentiment_prior_count)
+                          : 0;
+            if (np < 0 || ns < 0) goto done;
+            fprintf(
+                stderr,
+                "reel eval: +mm: %ld items with a poster (weight %g), %ld with review sentiment "
+                "(weight %g)\n",
+                np, cfg.poster_weight, ns, cfg.sentiment_weight);
         }
-        fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", algos[x].name, nusers,
-                now_s() - t1);
-        print_metrics(algos[x].name, NULL, k, &sum, nusers, ncovered, ni, eps);
+        for (int x = 0; x < N_ALGOS; x++) {
+            if (!(want & (1u << x))) continue;
+            double t1 = now_s();
+            char name[32];
+            snprintf(name, sizeof name, "%s%s", algos[x].name, pass ? "+mm" : "");
+            rec_metrics_t sum = {0};
+            size_t nusers = 0, ncovered = 0;
+            memset(recd, 0, ni);
+            for (size_t a = 0; a < d.n;) {
+                size_t b = a;
+                int nrel = 0;
+                while (b < d.n && d.r[b].user == d.r[a].user) b++;
+                for (size_t y = a; y < b; y++) {
+                    if (!d.r[y].test)
+                        ex[d.r[y].item] = 1;
+                    else if (d.r[y].rating >= min_rating)
+                        rel[nrel++] = d.r[y].item;
+                }
+                if (nrel > 0) {
+                    qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
+                    int n =
+                        rec_recommend(&cfg, &rd, w, d.r[a].user, algos[x].sources, ex, ni, out, k);
+                    if (n < 0) goto oom;
+                    for (int y = 0; y < k; y++) ranked[y] = y < n ? out[y].item : UINT32_MAX;
+                    for (int y = 0; y < n; y++) {
+                        if (!recd[out[y].item]) ncovered++;
+                        recd[out[y].item] = 1;
+                    }
+                    add_user_metrics(&sum, ranked, k, rel, nrel);
+                    nusers++;
+                }
+                for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
+                a = b;
+            }
+            fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", name, nusers,
+                    now_s() - t1);
+            print_metrics(name, NULL, k, &sum, nusers, ncovered, ni, eps);
+        }
     }
     rc = 0;
     goto done;

@@ -90,6 +90,19 @@ static const config_key_t recommend_keys[] = {
     {"recommend.pop.candidates", "200", "Popular items considered per request."},
     {"recommend.shrink", "0", "Similarity shrinkage s * n / (n + shrink)."},
     {"recommend.reload.interval.ms", "10000", "How often the item feature cache is refreshed."},
+    {"recommend.posters.group", "",
+     "Group of the tag worker whose poster embeddings feed the content vectors (empty: "
+     "<group.id>-tag)."},
+    {"recommend.sentiment.group", "",
+     "Group of the sentiment worker whose per-item review sentiment feeds the blend (empty: "
+     "<group.id>-sentiment)."},
+    {"recommend.poster.weight", "0.5", "Weight of the poster-embedding block (0: posters off)."},
+    {"recommend.sentiment.weight", "0.1",
+     "Review sentiment prior: scores are multiplied by 1 + weight * mean sentiment (0: off)."},
+    {"recommend.sentiment.prior.count", "2",
+     "Neutral pseudo-reviews in each item's mean sentiment (few reviews count less)."},
+    {"recommend.multimodal.refresh.ms", "30000",
+     "How often poster embeddings and review sentiment are re-read from Redis (0: never)."},
     {NULL, NULL, NULL},
 };
 
@@ -345,6 +358,13 @@ typedef struct rstate {
     size_t ncat, capcat;
     int32_t *cat_row; /* item id -> row, -1 none */
     uint32_t cat_row_cap;
+    /* Multimodal parts, re-read every mm_interval_ms (mm_refresh). */
+    char posters_key[300]; /* the tag worker's poster-embeddings hash */
+    char sent_group[256];  /* the sentiment worker's group */
+    int64_t mm_interval_ms, mm_last_ms;
+    float *sent; /* item id -> shrunk mean review sentiment */
+    uint32_t nsent;
+    size_t mm_posters, mm_sent; /* items with each, at the last refresh */
 
     /* Batch-scoped overlay. */
     rec_mem_t *mem;
@@ -552,6 +572,24 @@ static int cat_set(rstate_t *st, uint32_t item, const float *f) {
     return 0;
 }
 
+/* The cache row of item, created (all zero) when absent; NULL on OOM. */
+static float *cat_row_of(rstate_t *st, uint32_t item) {
+    if (item >= st->cat_row_cap || st->cat_row[item] < 0) {
+        float zero[REC_FEAT_DIM] = {0};
+        if (cat_set(st, item, zero) < 0) return NULL;
+    }
+    return st->cat + (size_t)st->cat_row[item] * REC_FEAT_DIM;
+}
+
+/* Sets the metadata part of item's features (f: REC_FEAT_META floats),
+ * keeping its poster block. */
+static int cat_set_meta(rstate_t *st, uint32_t item, const float *f) {
+    float *row = cat_row_of(st, item);
+    if (!row) return -1;
+    memcpy(row, f, REC_FEAT_META * sizeof *f);
+    return 0;
+}
+
 /* Reads every item's features and the item id counter. */
 static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
     char key[512];
@@ -561,11 +599,11 @@ static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
         for (size_t k = 0; k + 1 < r->elements; k += 2) {
             redisReply *f = r->element[k], *v = r->element[k + 1];
             if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                v->len != REC_FEAT_DIM * sizeof(float))
+                v->len != REC_FEAT_META * sizeof(float))
                 continue;
-            float feat[REC_FEAT_DIM];
+            float feat[REC_FEAT_META];
             memcpy(feat, v->str, sizeof feat);
-            if (cat_set(st, (uint32_t)strtoul(f->str, NULL, 10), feat) < 0) {
+            if (cat_set_meta(st, (uint32_t)strtoul(f->str, NULL, 10), feat) < 0) {
                 freeReplyObject(r);
                 snprintf(errstr, n, "out of memory");
                 return -1;
@@ -581,6 +619,136 @@ static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
     }
     freeReplyObject(r);
     return 0;
+}
+
+/* Reads one pipelined reply; NULL (reason in errstr, connection marked
+ * broken) on failure. */
+static redisReply *mm_reply(store_t *s, char *errstr, size_t n) {
+    redisContext *c = store_redis(s);
+    void *r = NULL;
+    if (!c || redisGetReply(c, &r) != REDIS_OK || !r) {
+        snprintf(errstr, n, "redis read: %s", c ? c->errstr : "not connected");
+        store_mark_broken(s);
+        return NULL;
+    }
+    return r;
+}
+
+/* Re-reads the other workers' contributions to the content features, in two
+ * round trips: (1) the tag worker's whole poster-embeddings hash and this
+ * group's item id map (string -> dense id, so that the poster fields and the
+ * sentiment keys, which use string ids, find their rows); (2) HMGET count
+ * sum of every known item's sentiment hash, pipelined. Both hashes are
+ * catalogue-sized, hence the separate, slower interval
+ * (recommend.multimodal.refresh.ms). They change no state of this worker:
+ * only what it recommends. */
+static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
+    char ids_key[512];
+    key_of(st, ids_key, sizeof ids_key, "ids:item");
+    redisContext *c = store_redis(s);
+    if (!c) {
+        snprintf(errstr, n, "redis not connected");
+        return -1;
+    }
+    const int posters = st->cfg.poster_weight != 0;
+    const int sentiment = st->cfg.sentiment_weight != 0;
+    if ((posters && redisAppendCommand(c, "HGETALL %s", st->posters_key) != REDIS_OK) ||
+        redisAppendCommand(c, "HGETALL %s", ids_key) != REDIS_OK) {
+        snprintf(errstr, n, "redis: %s", c->errstr);
+        store_mark_broken(s);
+        return -1;
+    }
+    redisReply *pr = posters ? mm_reply(s, errstr, n) : NULL;
+    if (posters && !pr) return -1;
+    redisReply *ir = mm_reply(s, errstr, n);
+    if (!ir) {
+        freeReplyObject(pr);
+        return -1;
+    }
+    int rc = -1;
+    for (size_t k = 0; ir->type == REDIS_REPLY_ARRAY && k + 1 < ir->elements; k += 2) {
+        redisReply *f = ir->element[k], *v = ir->element[k + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || f->len == 0 ||
+            f->len > 256)
+            continue;
+        uint32_t id = (uint32_t)strtoul(v->str, NULL, 10);
+        if (idmap_add(&st->items, f->str, f->len, id) < 0) goto oom;
+        if (id + 1 > st->n_items) st->n_items = id + 1;
+    }
+    size_t np = 0;
+    for (size_t k = 0; pr && pr->type == REDIS_REPLY_ARRAY && k + 1 < pr->elements; k += 2) {
+        redisReply *f = pr->element[k], *v = pr->element[k + 1];
+        /* float32[dim] in host order, as the tag worker writes it */
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || v->len == 0 ||
+            v->len % sizeof(float) || v->len > 65536 * sizeof(float))
+            continue;
+        int64_t id = idmap_find(&st->items, f->str, f->len);
+        if (id < 0) continue; /* an item not seen yet: next refresh */
+        float *row = cat_row_of(st, (uint32_t)id);
+        if (!row) goto oom;
+        size_t dim = v->len / sizeof(float);
+        float *emb = malloc(v->len);
+        if (!emb) goto oom;
+        memcpy(emb, v->str, v->len);
+        rec_features_poster(row, emb, dim, st->cfg.poster_weight);
+        free(emb);
+        np++;
+    }
+    st->mm_posters = np;
+    if (sentiment) {
+        /* Pipelined HMGETs over the items with a name, then their replies. */
+        uint32_t nnames = st->items.ncap;
+        if (nnames > st->nsent) {
+            float *p = realloc(st->sent, (size_t)nnames * sizeof *p);
+            if (!p) goto oom;
+            memset(p + st->nsent, 0, (size_t)(nnames - st->nsent) * sizeof *p);
+            st->sent = p;
+            st->nsent = nnames;
+        }
+        char key[600], suffix[300];
+        size_t sent_cmds = 0;
+        for (uint32_t id = 0; id < nnames; id++) {
+            const char *name = idmap_name(&st->items, id);
+            if (!name) continue;
+            snprintf(suffix, sizeof suffix, "sentiment:item:%s", name);
+            rt_key_for(st->sent_group, suffix, key, sizeof key);
+            if (redisAppendCommand(c, "HMGET %s count sum", key) != REDIS_OK) {
+                snprintf(errstr, n, "redis: %s", c->errstr);
+                store_mark_broken(s);
+                goto done;
+            }
+            sent_cmds++;
+        }
+        size_t ns = 0;
+        for (uint32_t id = 0; id < nnames && sent_cmds > 0; id++) {
+            if (!idmap_name(&st->items, id)) continue;
+            redisReply *r = mm_reply(s, errstr, n);
+            if (!r) goto done;
+            sent_cmds--;
+            float v = 0;
+            if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                r->element[0]->type == REDIS_REPLY_STRING &&
+                r->element[1]->type == REDIS_REPLY_STRING) {
+                v = rec_sentiment_mean(strtod(r->element[1]->str, NULL),
+                                       strtod(r->element[0]->str, NULL),
+                                       st->cfg.sentiment_prior_count);
+                ns++;
+            }
+            st->sent[id] = v;
+            freeReplyObject(r);
+        }
+        st->mm_sent = ns;
+    }
+    log_info("recommend_multimodal", "posters=%zu sentiment=%zu items=%u", st->mm_posters,
+             st->mm_sent, st->items.n);
+    rc = 0;
+    goto done;
+oom:
+    snprintf(errstr, n, "out of memory");
+done:
+    freeReplyObject(pr);
+    freeReplyObject(ir);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1088,6 +1256,11 @@ static int o_catalogue(void *cx, const float **feat, const uint32_t **ids, size_
     return 0;
 }
 
+static float o_sentiment(void *cx, uint32_t i) {
+    rstate_t *st = cx;
+    return i < st->nsent ? st->sent[i] : 0.0f;
+}
+
 static uint32_t o_n_items(void *cx) {
     return ((rstate_t *)cx)->n_items;
 }
@@ -1559,15 +1732,17 @@ static int process_items(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
         if (get_optional(r->avro, "year", &yb)) avro_value_get_int(&yb, &year);
         float feat[REC_FEAT_DIM];
         rec_item_features(genres, ng, tags, nt, year, feat);
-        if (cat_set(st, id, feat) < 0) {
+        if (cat_set_meta(st, id, feat) < 0) {
             fail(st, "out of memory");
             goto done;
         }
         char key[512], field[32];
         snprintf(field, sizeof field, "%u", id);
         key_of(st, key, sizeof key, "feat");
+        /* Only the metadata part: the poster block comes from the tag
+         * worker's hash at each refresh. */
         const char *av[4] = {"HSET", key, field, (const char *)feat};
-        size_t al[4] = {4, strlen(key), strlen(field), sizeof feat};
+        size_t al[4] = {4, strlen(key), strlen(field), REC_FEAT_META * sizeof *feat};
         if (store_batch_add(b, 4, av, al) < 0 ||
             store_batch_addv(b, 4, "HSET", key_of(st, key, sizeof key, "title"), field, title) <
                 0) {
@@ -1794,6 +1969,7 @@ static void recommend_destroy(void *opaque) {
     free(st->cat);
     free(st->cat_ids);
     free(st->cat_row);
+    free(st->sent);
     rec_mem_destroy(st->mem);
     free(st->km.e);
     for (size_t r = 0; r < st->nrows; r++) {
@@ -1878,6 +2054,17 @@ static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char 
     }
     cfg->half_life_ms = (int64_t)(hl * 86400000.0);
     cfg->epoch_ms = config_get_int(c, "recommend.decay.epoch.ms", 1577836800000LL);
+    cfg->poster_weight = (float)config_get_double(c, "recommend.poster.weight", 0.5);
+    cfg->sentiment_weight = (float)config_get_double(c, "recommend.sentiment.weight", 0.1);
+    cfg->sentiment_prior_count = (float)config_get_double(c, "recommend.sentiment.prior.count", 2);
+    if (!isfinite(cfg->poster_weight) || !(cfg->sentiment_weight >= 0) ||
+        cfg->sentiment_weight > 1 || !(cfg->sentiment_prior_count >= 0) ||
+        cfg->sentiment_prior_count > 1e6) {
+        snprintf(errstr, n,
+                 "recommend.poster.weight must be finite, recommend.sentiment.weight in [0, 1], "
+                 "recommend.sentiment.prior.count >= 0");
+        return -1;
+    }
     cfg->shrink = (float)config_get_double(c, "recommend.shrink", 0);
     if (!(cfg->shrink >= 0)) {
         snprintf(errstr, n, "recommend.shrink must be >= 0");
@@ -1903,6 +2090,17 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
     snprintf(st->output, sizeof st->output, "%s",
              config_get(env->config, "recommend.output", "recommendations"));
     rt_key_for(env->group_id, "", st->prefix, sizeof st->prefix);
+    {
+        const char *base = config_get(env->config, "group.id", "reel");
+        const char *pg = config_get(env->config, "recommend.posters.group", "");
+        const char *sg = config_get(env->config, "recommend.sentiment.group", "");
+        char g[256];
+        snprintf(g, sizeof g, "%s-tag", base);
+        rt_key_for(*pg ? pg : g, "poster-embeddings", st->posters_key, sizeof st->posters_key);
+        snprintf(st->sent_group, sizeof st->sent_group, "%s-sentiment", base);
+        if (*sg) snprintf(st->sent_group, sizeof st->sent_group, "%s", sg);
+        st->mm_interval_ms = config_get_int(env->config, "recommend.multimodal.refresh.ms", 30000);
+    }
     snprintf(st->labels, sizeof st->labels, "worker=\"%s\"", env->worker);
     st->metrics = env->metrics;
     metrics_declare(st->metrics, DUP_METRIC, METRIC_COUNTER,
@@ -1934,11 +2132,17 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
         .popular = o_popular,
         .catalogue = o_catalogue,
         .n_items = o_n_items,
+        .sentiment = o_sentiment,
     };
     /* Redis may be down at start: the cache fills at the next reload. */
     char err[256];
     if (cat_reload(st, env->store, err, sizeof err) < 0)
         log_warn("recommend_catalogue", "item features not loaded yet: %s", err);
+    else if (st->mm_interval_ms > 0) {
+        st->mm_last_ms = now_ms();
+        if (mm_refresh(st, env->store, err, sizeof err) < 0)
+            log_warn("recommend_multimodal", "posters and sentiment not loaded yet: %s", err);
+    }
     log_info("recommend_ready", "similarity=%s item.k=%d user.k=%d history.cap=%d items=%zu",
              rec_sim_name(st->cfg.sim), st->cfg.item_k, st->cfg.user_k, st->cfg.hist_cap, st->ncat);
     *state = st;
@@ -1952,7 +2156,12 @@ static int recommend_reload(void *opaque, rt_ctx_t *ctx, char *errstr, size_t er
     rstate_t *st = opaque;
     store_t *s = rt_store(ctx);
     if (store_ensure_connected(s, errstr, errstr_size) < 0) return -1;
-    return cat_reload(st, s, errstr, errstr_size);
+    if (cat_reload(st, s, errstr, errstr_size) < 0) return -1;
+    if (st->mm_interval_ms > 0 && now_ms() - st->mm_last_ms >= st->mm_interval_ms) {
+        st->mm_last_ms = now_ms();
+        return mm_refresh(st, s, errstr, errstr_size);
+    }
+    return 0;
 }
 
 const worker_def_t recommend_worker = {
