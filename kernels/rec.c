@@ -30,6 +30,7 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->epoch_ms = 0;
     cfg->max_future_ms = 5 * 60 * 1000;
     cfg->hist_cap = 100;
+    cfg->evict_weakest = 1;
     cfg->seen_cap = 256;
     cfg->cons_cap = 100;
     cfg->item_k = 200;
@@ -45,6 +46,9 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->shrink = 0.0f;
     cfg->item_score_k = 30;
     cfg->refresh_ratio = 0.05f;
+    cfg->item_norm = REC_NORM_SOURCE;
+    cfg->sim_power = 2.0f;
+    cfg->aff_power = 1.0f;
     cfg->poster_weight = 0.5f;
     cfg->sentiment_weight = 0.1f;
     cfg->sentiment_prior_count = 2.0f;
@@ -224,6 +228,7 @@ struct rec_work {
     size_t cscore_cap;
     /* Item CF credits waiting for their candidate's threshold. */
     float *thr;      /* ncap: the candidate's item_score_k-th score */
+    float *csum;     /* ncap: 1 / the candidate's neighbourhood mass (or 1) */
     uint8_t *cmark;  /* ncap: candidate seen in this request */
     uint32_t *cands; /* ncap: the distinct candidates */
     struct cf_credit {
@@ -284,6 +289,7 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->touched);
     free(w->cscore);
     free(w->thr);
+    free(w->csum);
     free(w->cmark);
     free(w->cands);
     free(w->cb);
@@ -510,7 +516,11 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         int ev_x = 0;
         for (int x = 1; x < no; x++) {
             const rec_hist_t *a = &w->hist[x], *b = &w->hist[ev_x];
-            if (a->t_last < b->t_last || (a->t_last == b->t_last && a->item < b->item)) ev_x = x;
+            if (cfg->evict_weakest && a->a != b->a) {
+                if (a->a < b->a) ev_x = x;
+            } else if (a->t_last < b->t_last || (a->t_last == b->t_last && a->item < b->item)) {
+                ev_x = x;
+            }
         }
         PUSH(REC_OP_HIST_DEL, u, w->hist[ev_x].item);
     }
@@ -717,6 +727,9 @@ static int work_size(rec_work_t *w, uint32_t n) {
     float *thr = realloc(w->thr, (size_t)cap * sizeof *thr);
     if (!thr) return -1;
     w->thr = thr;
+    float *csum = realloc(w->csum, (size_t)cap * sizeof *csum);
+    if (!csum) return -1;
+    w->csum = csum;
     uint8_t *cm = realloc(w->cmark, cap);
     if (!cm) return -1;
     w->cmark = cm;
@@ -783,13 +796,23 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         for (int x = 0; x < nh; x++) {
             float a = (float)(w->hist[x].a * ascale);
             if (a <= 0) continue;
+            if (cfg->aff_power != 1.0f) a = powf(a, cfg->aff_power);
             int nk = rd->item_topk(cx, w->hist[x].item, w->topk, w->kcap);
+            if (cfg->item_norm & REC_NORM_SOURCE) {
+                /* Divide by the history item's neighbourhood mass: an item
+                 * similar to everything votes no louder than another. */
+                int m = sk && sk < nk ? sk : nk;
+                float rs = 0;
+                for (int y = 0; y < m; y++)
+                    if (w->topk[y].score > 0) rs += w->topk[y].score;
+                if (rs > 0) a /= rs;
+            }
             for (int y = 0; y < nk; y++) {
                 const uint32_t j = w->topk[y].id;
                 const float s = w->topk[y].score;
                 if (s <= 0 || j >= w->ncap || w->ex[j]) continue;
                 if (!sk) {
-                    credit(w, 0, j, a * s);
+                    credit(w, 0, j, a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s));
                     continue;
                 }
                 if (w->ncb == w->cbcap) {
@@ -800,7 +823,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                     w->cbcap = cap;
                 }
                 w->cb[w->ncb].j = j;
-                w->cb[w->ncb].as = a * s;
+                w->cb[w->ncb].as = a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s);
                 w->cb[w->ncb++].s = s;
                 if (!w->cmark[j]) {
                     w->cmark[j] = 1;
@@ -814,9 +837,20 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
             int nk = rd->item_topk(cx, j, w->topk, sk);
             w->thr[j] = nk == sk ? w->topk[sk - 1].score : -INFINITY;
             w->cmark[j] = 0;
+            float cs = 0;
+            if (cfg->item_norm & REC_NORM_TARGET)
+                for (int y = 0; y < nk; y++)
+                    if (w->topk[y].score > 0) cs += w->topk[y].score;
+            w->csum[j] = cs > 0 ? 1.0f / cs : 1.0f;
+            if (cfg->pop_beta != 0) {
+                double stj[REC_IS_N];
+                rd->item_stats(cx, &j, 1, stj);
+                if (stj[REC_IS_C] > 0) w->csum[j] *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
+            }
         }
         for (size_t y = 0; y < w->ncb; y++)
-            if (w->cb[y].s >= w->thr[w->cb[y].j]) credit(w, 0, w->cb[y].j, w->cb[y].as);
+            if (w->cb[y].s >= w->thr[w->cb[y].j])
+                credit(w, 0, w->cb[y].j, w->cb[y].as * w->csum[w->cb[y].j]);
         w->ncb = 0;
     }
     if (sources & REC_SRC_USER_CF) {

@@ -757,14 +757,33 @@ done:
     return rc;
 }
 
+/* Is name one of the comma-separated entries of list? */
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p = c ? c + 1 : NULL;
+    }
+    return 0;
+}
+
 static void usage(FILE *o) {
     fprintf(o,
             "usage: reel eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
-            "         [--algo item_cf|user_cf|content|hybrid|popular|all] [--k 10] [--seed N]\n"
-            "         [--min-rating R] [--sim jaccard|cosine|lift|pearson|count] [--item-k K]\n"
-            "         [--item-score-k K] [--user-k K] [--hist-cap N] [--cons-cap N] "
+            "         [--algo item_cf|user_cf|content|hybrid|popular|all (or a,b,...)] [--k 10] "
+            "[--seed N]\n"
+            "         [--events ratings|implicit] [--min-rating R] [--sim "
+            "jaccard|cosine|lift|pearson|count] [--item-k K]\n"
+            "         [--item-score-k K] [--item-norm 0-3]\n"
+            "         [--sim-power P] [--aff-power P] [--pop-beta B] [--user-k K] [--hist-cap N] "
+            "[--evict "
+            "oldest|weakest]\n"
+            "         [--cons-cap N] "
             "[--half-life-days D]\n"
             "         [--weights ITEM,USER,CONTENT,POPULAR]\n"
+            "         [--sweep PARAM=v1,v2,...]\n"
             "         [--posters FILE|random] [--review-sentiment FILE|train-ratings]\n"
             "         [--poster-weight W] [--sentiment-weight W]\n"
             "         [--via-kafka [--bootstrap-servers B] [--redis-url U]]\n"
@@ -787,7 +806,8 @@ int cmd_eval_recommend(int argc, char **argv) {
     const char *ratings = NULL, *items = NULL, *algo = "all";
     int temporal = 0, k = 10, exact_topk = 0;
     const char *dump_split = NULL, *bootstrap = NULL, *redis_url = NULL;
-    const char *posters = NULL, *review_sentiment = NULL;
+    const char *posters = NULL, *review_sentiment = NULL, *sweep = NULL;
+    int implicit = 0;
     int via = 0;
     uint64_t seed = 1;
     double min_rating = 0, half_life_days = 0;
@@ -827,6 +847,8 @@ int cmd_eval_recommend(int argc, char **argv) {
             bootstrap = v;
         else if (strcmp(o, "--redis-url") == 0)
             redis_url = v;
+        else if (strcmp(o, "--events") == 0)
+            implicit = strcmp(v, "implicit") == 0 ? 1 : strcmp(v, "ratings") == 0 ? 0 : -1;
         else if (strcmp(o, "--posters") == 0)
             posters = v;
         else if (strcmp(o, "--review-sentiment") == 0)
@@ -843,6 +865,18 @@ int cmd_eval_recommend(int argc, char **argv) {
             cfg.shrink = (float)atof(v);
         else if (strcmp(o, "--item-k") == 0)
             cfg.item_k = atoi(v);
+        else if (strcmp(o, "--evict") == 0)
+            cfg.evict_weakest = strcmp(v, "weakest") == 0 ? 1 : strcmp(v, "oldest") == 0 ? 0 : -1;
+        else if (strcmp(o, "--sweep") == 0)
+            sweep = v;
+        else if (strcmp(o, "--sim-power") == 0)
+            cfg.sim_power = (float)atof(v);
+        else if (strcmp(o, "--aff-power") == 0)
+            cfg.aff_power = (float)atof(v);
+        else if (strcmp(o, "--pop-beta") == 0)
+            cfg.pop_beta = (float)atof(v);
+        else if (strcmp(o, "--item-norm") == 0)
+            cfg.item_norm = atoi(v);
         else if (strcmp(o, "--item-score-k") == 0)
             cfg.item_score_k = atoi(v);
         else if (strcmp(o, "--user-k") == 0)
@@ -883,9 +917,9 @@ int cmd_eval_recommend(int argc, char **argv) {
     }
     unsigned want = 0;
     for (int x = 0; x < N_ALGOS; x++)
-        if (strcmp(algo, "all") == 0 || strcmp(algo, algos[x].name) == 0) want |= 1u << x;
-    if (!ratings || !want || k <= 0 || k > 1000 || cfg.hist_cap < 0 || cfg.item_k <= 0 ||
-        cfg.user_k <= 0 || cfg.cons_cap <= 0) {
+        if (strcmp(algo, "all") == 0 || in_list(algo, algos[x].name)) want |= 1u << x;
+    if (!ratings || !want || implicit < 0 || cfg.evict_weakest < 0 || k <= 0 || k > 1000 ||
+        cfg.hist_cap < 0 || cfg.item_k <= 0 || cfg.user_k <= 0 || cfg.cons_cap <= 0) {
         usage(stderr);
         return 2;
     }
@@ -964,7 +998,7 @@ int cmd_eval_recommend(int argc, char **argv) {
                           .item_id = rec_dict_name(d.items, r->item),
                           .user = r->user,
                           .item = r->item,
-                          .type = REC_EV_RATING,
+                          .type = implicit ? REC_EV_COMPLETE : REC_EV_RATING,
                           .ts_ms = r->ts * 1000,
                           .has_rating = 1,
                           .rating = r->rating};
@@ -1007,57 +1041,105 @@ int cmd_eval_recommend(int argc, char **argv) {
     ranked = malloc((size_t)k * sizeof *ranked);
     if (!ex || !recd || !rel || !out || !ranked) goto oom;
     const int mm = posters || review_sentiment;
-    for (int pass = 0; pass < (mm ? 2 : 1); pass++) {
-        if (pass == 1) {
-            /* The ablation: the same state, plus the multimodal parts. */
-            long np = posters ? set_posters(posters, &d, mem, cfg.poster_weight, seed) : 0;
-            long ns = review_sentiment
-                          ? set_sentiment(review_sentiment, &d, mem, cfg.sentiment_prior_count)
-                          : 0;
-            if (np < 0 || ns < 0) goto done;
-            fprintf(
-                stderr,
-                "reel eval: +mm: %ld items with a poster (weight %g), %ld with review sentiment "
-                "(weight %g)\n",
-                np, cfg.poster_weight, ns, cfg.sentiment_weight);
+    /* --sweep PARAM=v1,v2,...: the ranking again for each value of a
+     * scoring parameter (the replayed state does not depend on them). */
+    char sweep_name[32] = "";
+    float sweep_vals[16];
+    int nsweep = 0;
+    if (sweep) {
+        const char *eq = strchr(sweep, '=');
+        if (!eq || eq - sweep >= (long)sizeof sweep_name) {
+            fprintf(stderr, "reel eval: --sweep PARAM=v1,v2,...\n");
+            goto done;
         }
-        for (int x = 0; x < N_ALGOS; x++) {
-            if (!(want & (1u << x))) continue;
-            double t1 = now_s();
-            char name[32];
-            snprintf(name, sizeof name, "%s%s", algos[x].name, pass ? "+mm" : "");
-            rec_metrics_t sum = {0};
-            size_t nusers = 0, ncovered = 0;
-            memset(recd, 0, ni);
-            for (size_t a = 0; a < d.n;) {
-                size_t b = a;
-                int nrel = 0;
-                while (b < d.n && d.r[b].user == d.r[a].user) b++;
-                for (size_t y = a; y < b; y++) {
-                    if (!d.r[y].test)
-                        ex[d.r[y].item] = 1;
-                    else if (d.r[y].rating >= min_rating)
-                        rel[nrel++] = d.r[y].item;
-                }
-                if (nrel > 0) {
-                    qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
-                    int n =
-                        rec_recommend(&cfg, &rd, w, d.r[a].user, algos[x].sources, ex, ni, out, k);
-                    if (n < 0) goto oom;
-                    for (int y = 0; y < k; y++) ranked[y] = y < n ? out[y].item : UINT32_MAX;
-                    for (int y = 0; y < n; y++) {
-                        if (!recd[out[y].item]) ncovered++;
-                        recd[out[y].item] = 1;
-                    }
-                    add_user_metrics(&sum, ranked, k, rel, nrel);
-                    nusers++;
-                }
-                for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
-                a = b;
+        memcpy(sweep_name, sweep, (size_t)(eq - sweep));
+        for (const char *p = eq + 1; p && *p && nsweep < 16;) {
+            sweep_vals[nsweep++] = strtof(p, NULL);
+            p = strchr(p, ',');
+            if (p) p++;
+        }
+    }
+    for (int sw = 0; sw < (nsweep ? nsweep : 1); sw++) {
+        char sw_suffix[64] = "";
+        if (nsweep) {
+            float v = sweep_vals[sw];
+            if (strcmp(sweep_name, "sim_power") == 0)
+                cfg.sim_power = v;
+            else if (strcmp(sweep_name, "aff_power") == 0)
+                cfg.aff_power = v;
+            else if (strcmp(sweep_name, "pop_beta") == 0)
+                cfg.pop_beta = v;
+            else if (strcmp(sweep_name, "item_norm") == 0)
+                cfg.item_norm = (int)v;
+            else if (strcmp(sweep_name, "item_score_k") == 0)
+                cfg.item_score_k = (int)v;
+            else if (strcmp(sweep_name, "sentiment_weight") == 0)
+                cfg.sentiment_weight = v;
+            else if (strcmp(sweep_name, "w_user") == 0)
+                cfg.src_weight[1] = v;
+            else if (strcmp(sweep_name, "w_content") == 0)
+                cfg.src_weight[2] = v;
+            else if (strcmp(sweep_name, "w_popular") == 0)
+                cfg.src_weight[3] = v;
+            else {
+                fprintf(stderr, "reel eval: --sweep: unknown parameter %s\n", sweep_name);
+                goto done;
             }
-            fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", name, nusers,
-                    now_s() - t1);
-            print_metrics(name, NULL, k, &sum, nusers, ncovered, ni, eps);
+            snprintf(sw_suffix, sizeof sw_suffix, "@%s=%g", sweep_name, v);
+        }
+        for (int pass = 0; pass < (mm ? 2 : 1); pass++) {
+            if (pass == 0 && sw > 0 && mm) continue; /* the state has the mm parts now */
+            if (pass == 1 && sw == 0) {
+                /* The ablation: the same state, plus the multimodal parts. */
+                long np = posters ? set_posters(posters, &d, mem, cfg.poster_weight, seed) : 0;
+                long ns = review_sentiment
+                              ? set_sentiment(review_sentiment, &d, mem, cfg.sentiment_prior_count)
+                              : 0;
+                if (np < 0 || ns < 0) goto done;
+                fprintf(stderr,
+                        "reel eval: +mm: %ld items with a poster (weight %g), %ld with review "
+                        "sentiment "
+                        "(weight %g)\n",
+                        np, cfg.poster_weight, ns, cfg.sentiment_weight);
+            }
+            for (int x = 0; x < N_ALGOS; x++) {
+                if (!(want & (1u << x))) continue;
+                double t1 = now_s();
+                char name[96];
+                snprintf(name, sizeof name, "%s%s%s", algos[x].name, pass ? "+mm" : "", sw_suffix);
+                rec_metrics_t sum = {0};
+                size_t nusers = 0, ncovered = 0;
+                memset(recd, 0, ni);
+                for (size_t a = 0; a < d.n;) {
+                    size_t b = a;
+                    int nrel = 0;
+                    while (b < d.n && d.r[b].user == d.r[a].user) b++;
+                    for (size_t y = a; y < b; y++) {
+                        if (!d.r[y].test)
+                            ex[d.r[y].item] = 1;
+                        else if (d.r[y].rating >= min_rating)
+                            rel[nrel++] = d.r[y].item;
+                    }
+                    if (nrel > 0) {
+                        qsort(rel, (size_t)nrel, sizeof *rel, cmp_u32);
+                        int n = rec_recommend(&cfg, &rd, w, d.r[a].user, algos[x].sources, ex, ni,
+                                              out, k);
+                        if (n < 0) goto oom;
+                        for (int y = 0; y < k; y++) ranked[y] = y < n ? out[y].item : UINT32_MAX;
+                        for (int y = 0; y < n; y++) {
+                            if (!recd[out[y].item]) ncovered++;
+                            recd[out[y].item] = 1;
+                        }
+                        add_user_metrics(&sum, ranked, k, rel, nrel);
+                        nusers++;
+                    }
+                    for (size_t y = a; y < b; y++) ex[d.r[y].item] = 0;
+                    a = b;
+                }
+                fprintf(stderr, "reel eval: %s: %zu test users in %.2f s\n", name, nusers,
+                        now_s() - t1);
+                print_metrics(name, NULL, k, &sum, nusers, ncovered, ni, eps);
+            }
         }
     }
     rc = 0;
