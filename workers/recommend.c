@@ -89,7 +89,18 @@ static const config_key_t recommend_keys[] = {
      "Implicit feedback weights, e.g. view=0.5,play=1,complete=3 (empty: the defaults)."},
     {"recommend.pop.candidates", "200", "Popular items considered per request."},
     {"recommend.shrink", "0", "Similarity shrinkage s * n / (n + shrink)."},
+    {"recommend.item.norm", "source",
+     "Item CF: divide a history item's votes by its neighbourhood mass (source), a "
+     "candidate's by its own (target), both, or none."},
+    {"recommend.similarity.power", "2",
+     "Item CF votes are affinity x similarity^power (> 1 trusts close neighbours more)."},
+    {"recommend.history.evict", "weakest",
+     "Which history entry leaves beyond the cap: oldest (least recently used) or weakest "
+     "(lowest affinity)."},
     {"recommend.reload.interval.ms", "10000", "How often the item feature cache is refreshed."},
+    {"recommend.prefetch", "2",
+     "Batch prefetch depth: 0 reads on demand, 1 what every event reads, 2 also the "
+     "neighbour lists' members that re-scoring reads (a round trip each)."},
     {"recommend.posters.group", "",
      "Group of the tag worker whose poster embeddings feed the content vectors (empty: "
      "<group.id>-tag)."},
@@ -362,7 +373,8 @@ typedef struct rstate {
     char posters_key[300]; /* the tag worker's poster-embeddings hash */
     char sent_group[256];  /* the sentiment worker's group */
     int64_t mm_interval_ms, mm_last_ms;
-    float *sent; /* item id -> shrunk mean review sentiment */
+    int prefetch; /* recommend.prefetch: prefetch_events */
+    float *sent;  /* item id -> shrunk mean review sentiment */
     uint32_t nsent;
     size_t mm_posters, mm_sent; /* items with each, at the last refresh */
 
@@ -1775,6 +1787,115 @@ oom:
     return -1;
 }
 
+static int cmp_ev_user(const void *a, const void *b) {
+    const rec_event_t *x = *(rec_event_t *const *)a, *y = *(rec_event_t *const *)b;
+    return x->user < y->user ? -1 : x->user > y->user;
+}
+
+/* The second level of the batch's prefetch, after the histories and
+ * consumer lists are loaded: what rec_process_event will read for each
+ * event, queued for one pipelined round trip instead of several synchronous
+ * ones per event. Per user of the batch, H = its stored history plus the
+ * items of its events in the batch (a superset of what each event sees);
+ * per event item i: the pair counters (i, H), the statistics of H, i's
+ * neighbour list; per consumer list of i: the dot products with the user,
+ * the consumers' norms, the user's neighbour list. Reads only: the overlay
+ * answers the same whether a key was fetched here or on demand. */
+static int prefetch_events(rstate_t *st, size_t n) {
+    const unsigned pf = rec_config_fields(&st->cfg);
+    const int hcap = st->cfg.hist_cap + 1, ccap = st->cfg.cons_cap;
+    rec_event_t **by = malloc((n + 1) * sizeof *by);
+    rec_hist_t *h = malloc((size_t)hcap * sizeof *h);
+    rec_cons_t *cs = malloc((size_t)ccap * sizeof *cs);
+    uint32_t *ids = malloc(((size_t)hcap + n + (size_t)ccap + 1) * sizeof *ids);
+    int rc = -1;
+    if (!by || !h || !cs || !ids) {
+        fail(st, "out of memory");
+        goto done;
+    }
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (st->evs[k].ok) by[m++] = &st->evs[k].ev;
+    qsort(by, m, sizeof *by, cmp_ev_user);
+    for (size_t a = 0; a < m && !st->failed;) {
+        size_t b = a;
+        const uint32_t u = by[a]->user;
+        while (b < m && by[b]->user == u) b++;
+        int nh = st->mr.history(st->mr.ctx, u, h, hcap);
+        size_t nid = 0;
+        for (int x = 0; x < nh; x++) ids[nid++] = h[x].item;
+        for (size_t e = a; e < b; e++) ids[nid++] = by[e]->item;
+        q_fields(st, K_ISTAT, 0, ids, (int)nid);
+        q_topk(st, 1, u);
+        for (size_t e = a; e < b; e++) {
+            const uint32_t i = by[e]->item;
+            if (pf & SYM_PF) q_fields(st, K_PAIR, i, ids, (int)nid);
+            if (pf & ~SYM_PF) {
+                q_fields(st, K_PAIRA, i, ids, (int)nid);
+                for (size_t x = 0; x < nid; x++) q_fields(st, K_PAIRA, ids[x], &i, 1);
+            }
+            q_topk(st, 0, i);
+            int nc = st->mr.consumers(st->mr.ctx, i, cs, ccap);
+            uint32_t *vs = ids + nid;
+            int nv = 0;
+            for (int x = 0; x < nc; x++)
+                if (cs[x].user != u) vs[nv++] = cs[x].user;
+            vs[nv] = u;
+            q_fields(st, K_UDOT, u, vs, nv);
+            q_fields(st, K_UNORM, 0, vs, nv + 1);
+        }
+        a = b;
+    }
+    rc = st->failed ? -1 : 0;
+done:
+    free(by);
+    free(h);
+    free(cs);
+    free(ids);
+    return rc;
+}
+
+/* The third level, after the neighbour lists are loaded: what re-scoring a
+ * list reads when its row's normaliser moved (rec_config.refresh_ratio):
+ * the pair counters and statistics of each event item's list members, and
+ * the dot products and norms of each user's list members. Speculative (a
+ * row is re-scored at steps of its normaliser), so only for the lists
+ * that are re-scored at nearly every event: items with fewer than
+ * 1 / refresh_ratio consumers, and every user's list (user norms are small
+ * sums). */
+static int prefetch_rows(rstate_t *st, size_t n) {
+    const int kcap = st->cfg.item_k > st->cfg.user_k ? st->cfg.item_k : st->cfg.user_k;
+    rec_scored_t *top = malloc(((size_t)kcap + 1) * sizeof *top);
+    uint32_t *ids = malloc(((size_t)kcap + 1) * sizeof *ids);
+    const double rare = st->cfg.refresh_ratio > 0 ? 1.0 / st->cfg.refresh_ratio : 1e300;
+    if (!top || !ids) {
+        free(top);
+        free(ids);
+        fail(st, "out of memory");
+        return -1;
+    }
+    for (size_t k = 0; k < n && !st->failed; k++) {
+        const bev_t *e = &st->evs[k];
+        if (!e->ok) continue;
+        const uint32_t i = e->ev.item, u = e->ev.user;
+        double si[REC_IS_N];
+        st->mr.item_stats(st->mr.ctx, &i, 1, si);
+        if (si[REC_IS_C] < rare) {
+            int nk = topk_read(st, 0, i, top, st->cfg.item_k);
+            for (int x = 0; x < nk; x++) ids[x] = top[x].id;
+            q_fields(st, K_ISTAT, 0, ids, nk);
+            if (rec_config_fields(&st->cfg) & SYM_PF) q_fields(st, K_PAIR, i, ids, nk);
+        }
+        int nu = topk_read(st, 1, u, top, st->cfg.user_k);
+        for (int x = 0; x < nu; x++) ids[x] = top[x].id;
+        q_fields(st, K_UDOT, u, ids, nu);
+        q_fields(st, K_UNORM, 0, ids, nu);
+    }
+    free(top);
+    free(ids);
+    return st->failed ? -1 : 0;
+}
+
 static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
     store_batch_t *b = rt_state(ctx);
     size_t n = batch->count;
@@ -1832,6 +1953,8 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
         q_fields(st, K_ISTAT, 0, &e->ev.item, 1);
     }
     if (flush(st) < 0) goto done;
+    if (st->prefetch && (prefetch_events(st, n) < 0 || flush(st) < 0)) goto done;
+    if (st->prefetch > 1 && (prefetch_rows(st, n) < 0 || flush(st) < 0)) goto done;
 
     /* 3. Each event in order: its deltas, applied to the overlay at once. */
     for (size_t k = 0; k < n; k++) {
@@ -2054,6 +2177,24 @@ static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char 
     }
     cfg->half_life_ms = (int64_t)(hl * 86400000.0);
     cfg->epoch_ms = config_get_int(c, "recommend.decay.epoch.ms", 1577836800000LL);
+    {
+        const char *norm = config_get(c, "recommend.item.norm", "source");
+        const char *ev = config_get(c, "recommend.history.evict", "weakest");
+        cfg->item_norm = strcmp(norm, "none") == 0     ? 0
+                         : strcmp(norm, "source") == 0 ? REC_NORM_SOURCE
+                         : strcmp(norm, "target") == 0 ? REC_NORM_TARGET
+                         : strcmp(norm, "both") == 0   ? REC_NORM_SOURCE | REC_NORM_TARGET
+                                                       : -1;
+        cfg->evict_weakest = strcmp(ev, "oldest") == 0 ? 0 : strcmp(ev, "weakest") == 0 ? 1 : -1;
+        cfg->sim_power = (float)config_get_double(c, "recommend.similarity.power", cfg->sim_power);
+        if (cfg->item_norm < 0 || cfg->evict_weakest < 0 || !(cfg->sim_power > 0) ||
+            cfg->sim_power > 10) {
+            snprintf(errstr, n,
+                     "recommend.item.norm: none|source|target|both; recommend.history.evict: "
+                     "oldest|weakest; recommend.similarity.power in (0, 10]");
+            return -1;
+        }
+    }
     cfg->poster_weight = (float)config_get_double(c, "recommend.poster.weight", 0.5);
     cfg->sentiment_weight = (float)config_get_double(c, "recommend.sentiment.weight", 0.1);
     cfg->sentiment_prior_count = (float)config_get_double(c, "recommend.sentiment.prior.count", 2);
@@ -2100,6 +2241,7 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
         snprintf(st->sent_group, sizeof st->sent_group, "%s-sentiment", base);
         if (*sg) snprintf(st->sent_group, sizeof st->sent_group, "%s", sg);
         st->mm_interval_ms = config_get_int(env->config, "recommend.multimodal.refresh.ms", 30000);
+        st->prefetch = (int)config_get_int(env->config, "recommend.prefetch", 2);
     }
     snprintf(st->labels, sizeof st->labels, "worker=\"%s\"", env->worker);
     st->metrics = env->metrics;
