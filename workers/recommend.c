@@ -24,7 +24,9 @@
  *   pair:<f>:<i>    hash j -> double, for the row-specific fields (rs, rq)
  *   cons:<i>        hash user -> packed (double a, int64 t)
  *   itop:<i>        an item's neighbours, as utop
- *   feat            hash item -> REC_FEAT_DIM float32 (host order)
+ *   feat            hash item -> REC_FEAT_META float32 (host order)
+ *   feat:version    counter: Item records applied (cat_reload reads feat
+ *                   again only when it moved)
  *   title           hash item -> title
  *   ids:<kind>      hash string id -> dense id (kind: item, user)
  *   ids:<kind>:rev  hash dense id -> string id
@@ -373,6 +375,8 @@ typedef struct rstate {
     char posters_key[300]; /* the tag worker's poster-embeddings hash */
     char sent_group[256];  /* the sentiment worker's group */
     int64_t mm_interval_ms, mm_last_ms;
+    long long feat_version; /* feat:version at the last full read */
+    int feat_loaded;
     int prefetch; /* recommend.prefetch: prefetch_events */
     float *sent;  /* item id -> shrunk mean review sentiment */
     uint32_t nsent;
@@ -602,11 +606,22 @@ static int cat_set_meta(rstate_t *st, uint32_t item, const float *f) {
     return 0;
 }
 
-/* Reads every item's features and the item id counter. */
+/* Reads every item's features and the item id counter, when the feature
+ * hash changed since the last read: feat:version counts the Item records
+ * applied (in the same commit as their HSET), so one GET per reload
+ * replaces a catalogue-sized HGETALL while nothing changes. */
 static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
     char key[512];
-    redisReply *r = store_command(s, errstr, n, "HGETALL %s", key_of(st, key, sizeof key, "feat"));
+    redisReply *r =
+        store_command(s, errstr, n, "GET %s", key_of(st, key, sizeof key, "feat:version"));
     if (!r) return -1;
+    long long version = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    if (st->feat_loaded && version == st->feat_version) return 0;
+    r = store_command(s, errstr, n, "HGETALL %s", key_of(st, key, sizeof key, "feat"));
+    if (!r) return -1;
+    st->feat_loaded = 1;
+    st->feat_version = version;
     if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t k = 0; k + 1 < r->elements; k += 2) {
             redisReply *f = r->element[k], *v = r->element[k + 1];
@@ -1757,7 +1772,8 @@ static int process_items(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
         size_t al[4] = {4, strlen(key), strlen(field), REC_FEAT_META * sizeof *feat};
         if (store_batch_add(b, 4, av, al) < 0 ||
             store_batch_addv(b, 4, "HSET", key_of(st, key, sizeof key, "title"), field, title) <
-                0) {
+                0 ||
+            store_batch_addv(b, 2, "INCR", key_of(st, key, sizeof key, "feat:version")) < 0) {
             fail(st, "out of memory");
             goto done;
         }
