@@ -75,7 +75,8 @@ static const config_key_t recommend_keys[] = {
     {"recommend.topics", "viewing-events,items", "Input topics: viewing events and the catalogue."},
     {"recommend.output", "recommendations", "Topic of the Recommendations records."},
     {"recommend.top.n", "10", "Items per Recommendations record."},
-    {"recommend.history.cap", "100", "Items kept in each user's history (least recent leave)."},
+    {"recommend.history.cap", "100",
+     "Items kept in each user's history (recommend.history.evict says which leave)."},
     {"recommend.seen.cap", "256", "Event ids remembered per user to drop re-sent events."},
     {"recommend.consumers.cap", "100", "Latest consumers kept per item for user-based CF."},
     {"recommend.similarity", "cosine",
@@ -611,11 +612,20 @@ static int cat_set_meta(rstate_t *st, uint32_t item, const float *f) {
  * applied (in the same commit as their HSET), so one GET per reload
  * replaces a catalogue-sized HGETALL while nothing changes. */
 static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
-    char key[512];
+    char key[512], key2[512];
     redisReply *r =
-        store_command(s, errstr, n, "GET %s", key_of(st, key, sizeof key, "feat:version"));
+        store_command(s, errstr, n, "MGET %s %s", key_of(st, key, sizeof key, "feat:version"),
+                      key_of(st, key2, sizeof key2, "ids:item:next"));
     if (!r) return -1;
-    long long version = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    long long version = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            version = strtoll(r->element[0]->str, NULL, 10);
+        if (r->element[1]->type == REDIS_REPLY_STRING) {
+            uint32_t next = (uint32_t)strtoul(r->element[1]->str, NULL, 10);
+            if (next > st->n_items) st->n_items = next;
+        }
+    }
     freeReplyObject(r);
     if (st->feat_loaded && version == st->feat_version) return 0;
     r = store_command(s, errstr, n, "HGETALL %s", key_of(st, key, sizeof key, "feat"));
@@ -636,13 +646,6 @@ static int cat_reload(rstate_t *st, store_t *s, char *errstr, size_t n) {
                 return -1;
             }
         }
-    }
-    freeReplyObject(r);
-    r = store_command(s, errstr, n, "GET %s", key_of(st, key, sizeof key, "ids:item:next"));
-    if (!r) return -1;
-    if (r->type == REDIS_REPLY_STRING) {
-        uint32_t next = (uint32_t)strtoul(r->str, NULL, 10);
-        if (next > st->n_items) st->n_items = next;
     }
     freeReplyObject(r);
     return 0;
