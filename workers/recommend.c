@@ -14,7 +14,8 @@
  *   seen:<u>        list of 16-hex event-id hashes (RPUSH + LTRIM seen_cap)
  *   hist:<u>        hash item -> packed rec_hist_t (40 bytes, see pack_hist)
  *   unorm           hash user -> double
- *   udot:<u>        hash user -> double
+ *   udot            hash "<u>:<v>" (u <= v) -> double: user dot products are
+ *                   symmetric, so each pair is stored (and incremented) once
  *   utop:<u>        a user's neighbours: string of entries (uint32 user id,
  *                   float32 score, both little-endian), best first
  *   istat:c, :n2    hash item -> double (one hash per statistic)
@@ -866,9 +867,10 @@ static void q_fields(rstate_t *st, uint8_t kind, uint32_t a, const uint32_t *ids
         return fail(st, "out of memory");
     size_t m = 0;
     for (int k = 0; k < n; k++) {
-        uint64_t key = (kind == K_PAIRA || kind == K_UDOT) ? pack2(a, ids[k])
-                       : kind == K_PAIR ? (a < ids[k] ? pack2(a, ids[k]) : pack2(ids[k], a))
-                                        : ids[k];
+        uint64_t key = kind == K_PAIRA ? pack2(a, ids[k])
+                       : (kind == K_PAIR || kind == K_UDOT)
+                           ? (a < ids[k] ? pack2(a, ids[k]) : pack2(ids[k], a))
+                           : ids[k];
         int r = mark(st, kind, key);
         if (r < 0) return;
         if (r) st->fids[start + m++] = ids[k];
@@ -919,9 +921,15 @@ static void q_fields(rstate_t *st, uint8_t kind, uint32_t a, const uint32_t *ids
         if (append_cmd(st, (int)m + 2) < 0) return;
         f->ncmd = 2;
     } else {
+        if (kind == K_UDOT) /* symmetric: "<lo>:<hi>" fields of one hash */
+            for (size_t k = 0; k < m; k++) {
+                uint32_t c = st->fids[start + k];
+                uint32_t lo = a < c ? a : c, hi = a < c ? c : a;
+                set_arg_s(st, 2 + k, fmt_ids(st->num[2 + k], lo, &hi));
+            }
         set_arg_s(st, 1,
                   kind == K_UNORM ? key_of(st, key, sizeof key, "unorm")
-                                  : key_of(st, key, sizeof key, "udot:%u", a));
+                                  : key_of(st, key, sizeof key, "udot"));
         if (append_cmd(st, (int)m + 2) < 0) return;
         f->ncmd = 1;
     }
@@ -1083,6 +1091,11 @@ static void fetch_apply(rstate_t *st, const fetch_t *f, redisReply **rep) {
             d.a = f->kind == K_UNORM ? ids[k] : f->a;
             d.b = f->kind == K_UNORM ? 0 : ids[k];
             if (apply1(st, &d) < 0) return;
+            if (f->kind == K_UDOT && ids[k] != f->a) { /* the mirror */
+                d.a = ids[k];
+                d.b = f->a;
+                if (apply1(st, &d) < 0) return;
+            }
         }
         break;
     }
@@ -1397,6 +1410,9 @@ static int apply_delta(rstate_t *st, store_batch_t *b, const rec_delta_t *d) {
         return agg_add(st, K_AGG_UNORM, d->a, d->v);
     case REC_OP_UDOT_ADD:
         if (apply1(st, d) < 0) return -1;
+        /* Emitted in both orders with the same value: stored once, under
+         * "<lo>:<hi>" (a user with itself, in both, as before). */
+        if (d->a > d->b) return 0;
         return agg_add(st, K_AGG_UDOT, pack2(d->a, d->b), d->v);
     case REC_OP_ITOPK_SET:
     case REC_OP_UTOPK_SET:
@@ -1455,9 +1471,9 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
             rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key_of(st, key, sizeof key, "unorm"), field,
                                   val);
         } else {
-            fmt_ids(field, c, NULL);
-            rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key_of(st, key, sizeof key, "udot:%u", a),
-                                  field, val);
+            fmt_ids(field, a, &c);
+            rc = store_batch_addv(b, 4, "HINCRBYFLOAT", key_of(st, key, sizeof key, "udot"), field,
+                                  val);
         }
         if (rc < 0) goto oom;
     }
