@@ -1428,6 +1428,54 @@ oom:
 /* Counts without decay are whole numbers: HINCRBY (cheaper than
  * HINCRBYFLOAT) with the integer in val; else HINCRBYFLOAT with val as is.
  * Such a field only ever receives whole numbers, so it always holds one. */
+/* v as a C99 hexadecimal float ("0x1.91eb851eb851fp+1"): exact, and about
+ * ten times cheaper than "%.17g" (no decimal conversion), which matters at
+ * tens of increments per event. Redis parses increments with strtold /
+ * strtod, which read this form to the same value. */
+static void fmt_hexfloat(char out[64], double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int exp = (int)((bits >> 52) & 0x7ff);
+    uint64_t man = bits & ((1ull << 52) - 1);
+    if (exp == 0x7ff) { /* not finite: never summed, but say so plainly */
+        snprintf(out, 64, "%.17g", v);
+        return;
+    }
+    char *p = out;
+    if (bits >> 63) *p++ = '-';
+    if (exp == 0 && man == 0) {
+        *p++ = '0';
+        *p = '\0';
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    *p++ = '0';
+    *p++ = 'x';
+    *p++ = exp ? '1' : '0';
+    int e = exp ? exp - 1023 : -1022;
+    if (man) {
+        *p++ = '.';
+        int nd = 13;
+        while (nd > 0 && ((man >> (4 * (13 - nd))) & 0xf) == 0) nd--;
+        for (int d = 0; d < nd; d++) *p++ = hex[(man >> (48 - 4 * d)) & 0xf];
+    }
+    *p++ = 'p';
+    if (e < 0) {
+        *p++ = '-';
+        e = -e;
+    } else {
+        *p++ = '+';
+    }
+    char digits[8];
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + e % 10);
+        e /= 10;
+    } while (e);
+    while (nd) *p++ = digits[--nd];
+    *p = '\0';
+}
+
 static const char *incr_cmd(const rstate_t *st, double v, char val[64]) {
     if (st->cfg.half_life_ms != 0 || !(fabs(v) < 9e15) || v != floor(v)) return "HINCRBYFLOAT";
     snprintf(val, 64, "%lld", (long long)v);
@@ -1442,7 +1490,7 @@ static int emit_aggregates(rstate_t *st, store_batch_t *b) {
         if (e->gen != st->km.gen || e->kind < K_AGG_PAIR || e->kind > K_AGG_UDOT) continue;
         if (e->v == 0) continue;
         uint32_t a = (uint32_t)(e->key >> 32), c = (uint32_t)e->key;
-        snprintf(val, sizeof val, "%.17g", e->v);
+        fmt_hexfloat(val, e->v);
         int rc;
         if (e->kind < K_AGG_IS) {
             int f = e->kind - K_AGG_PAIR;
