@@ -1243,22 +1243,43 @@ static int topk_read(rstate_t *st, int user, uint32_t row, rec_scored_t *out, in
     if (grow((void **)&st->scratch, &st->capscratch, (size_t)r->nbase + r->npend + 1,
              sizeof *st->scratch) < 0)
         return 0;
+    /* The base as stored is best first: keep its members without a pending
+     * score in that order, sort the few pending entries, and merge. */
+    int sorted = 1;
     for (int k = 0; k < r->nbase; k++)
-        if (!km_find(&st->km, K_MEMB, (uint64_t)user << 63 | pack2(row, r->base[k].id)))
+        if (!km_find(&st->km, K_MEMB, (uint64_t)user << 63 | pack2(row, r->base[k].id))) {
+            if (n > 0 && better(&r->base[k], &st->scratch[n - 1])) sorted = 0;
             st->scratch[n++] = r->base[k];
+        }
+    const size_t nb = n;
     for (int32_t p = r->head; p >= 0; p = st->pend[p].next) {
         st->scratch[n].id = st->pend[p].member;
         st->scratch[n++].score = st->pend[p].score;
     }
-    qsort(st->scratch, n, sizeof *st->scratch, cmp_better);
+    if (!sorted) {
+        qsort(st->scratch, n, sizeof *st->scratch, cmp_better);
+    } else if (n > nb) {
+        qsort(st->scratch + nb, n - nb, sizeof *st->scratch, cmp_better);
+    }
     int k = user ? st->cfg.user_k : st->cfg.item_k;
-    if ((int)n > k) n = (size_t)k;
-    rec_scored_t *best = realloc(r->best, (n + 1) * sizeof *best);
+    size_t keep = (int)n > k ? (size_t)k : n;
+    rec_scored_t *best = realloc(r->best, (keep + 1) * sizeof *best);
     if (!best) {
         fail(st, "out of memory");
         return 0;
     }
-    memcpy(best, st->scratch, n * sizeof *best);
+    if (!sorted || n == nb) {
+        memcpy(best, st->scratch, keep * sizeof *best);
+    } else {
+        size_t a = 0, b = nb, o = 0;
+        while (o < keep) {
+            if (b >= n || (a < nb && better(&st->scratch[a], &st->scratch[b])))
+                best[o++] = st->scratch[a++];
+            else
+                best[o++] = st->scratch[b++];
+        }
+    }
+    n = keep;
     r->best = best;
     r->nbest = (int)n;
     r->best_valid = 1;
