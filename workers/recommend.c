@@ -234,6 +234,23 @@ static kent_t *km_put(kmap_t *m, uint8_t kind, uint64_t key, int *created) {
 }
 
 static void km_reset(kmap_t *m) {
+    /* A table grown for a big batch is shrunk when the last batch used a
+     * small part of it: lookups spread over a sparse table larger than the
+     * cache miss every time, and small batches (low rates, where latency
+     * matters) would pay for the largest one seen. */
+    if (m->cap > 4096 && (size_t)m->n * 8 < m->cap) {
+        uint32_t cap = m->cap;
+        while (cap > 4096 && (size_t)m->n * 8 < cap) cap /= 2;
+        kent_t *e = calloc(cap, sizeof *e);
+        if (e) {
+            free(m->e);
+            m->e = e;
+            m->cap = cap;
+            m->n = 0;
+            m->gen = 1;
+            return;
+        }
+    }
     m->gen++;
     m->n = 0;
     if (m->gen == 0) { /* wrapped: clear for real */
