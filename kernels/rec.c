@@ -58,7 +58,9 @@ unsigned rec_config_fields(const rec_config_t *cfg) {
     if (cfg->pair_fields) return cfg->pair_fields;
     switch (cfg->sim) {
     case REC_SIM_COSINE:
-        return REC_PFM(REC_PF_D);
+        /* Shrinkage counts co-consumers: C as well (without it every
+         * shrunk similarity was 0). */
+        return REC_PFM(REC_PF_D) | (cfg->shrink > 0 ? REC_PFM(REC_PF_C) : 0u);
     case REC_SIM_PEARSON:
         return REC_PFM(REC_PF_RN) | REC_PFM(REC_PF_RD) | REC_PFM(REC_PF_RS) | REC_PFM(REC_PF_RQ);
     default:

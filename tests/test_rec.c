@@ -710,6 +710,47 @@ static void test_multimodal_content_and_prior(void **state) {
     rec_mem_destroy(m);
 }
 
+/* Shrinkage on cosine counts co-consumers, so the C counter is kept and a
+ * pair's similarity is cos * n / (n + shrink), not 0. */
+static void test_cosine_shrinkage(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.shrink = 2.0f;
+    assert_true(rec_config_fields(&cfg) & REC_PFM(REC_PF_C));
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    /* Users 0..2 play items 0 and 1; user 3 plays item 0 only. */
+    int n = 0;
+    for (uint32_t u = 0; u < 4; u++)
+        for (uint32_t i = 0; i < (u < 3 ? 2u : 1u); i++) {
+            snprintf(id, sizeof id, "s%d", n);
+            rec_event_t e = {.event_id = id,
+                             .user_id = "u",
+                             .item_id = "i",
+                             .user = u,
+                             .item = i,
+                             .type = REC_EV_PLAY,
+                             .ts_ms = T0 + n++};
+            ds.n = 0;
+            assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+            assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+        }
+    rec_scored_t top[4];
+    int nk = rd.item_topk(rd.ctx, 1, top, 4);
+    assert_int_equal(nk, 1);
+    assert_int_equal(top[0].id, 0);
+    /* cos = 3 / sqrt(4 * 3), n = 3 co-consumers. */
+    double want = 3.0 / sqrt(12.0) * 3.0 / (3.0 + 2.0);
+    assert_true(fabs(top[0].score - want) < 1e-5);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_equals_batch_no_decay),
@@ -722,6 +763,7 @@ int main(void) {
         cmocka_unit_test(test_history_cap_cold_start_and_sources),
         cmocka_unit_test(test_poster_block),
         cmocka_unit_test(test_multimodal_content_and_prior),
+        cmocka_unit_test(test_cosine_shrinkage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
