@@ -101,7 +101,9 @@ static const config_key_t recommend_keys[] = {
     {"recommend.history.evict", "weakest",
      "Which history entry leaves beyond the cap: oldest (least recently used) or weakest "
      "(lowest affinity)."},
-    {"recommend.reload.interval.ms", "10000", "How often the item feature cache is refreshed."},
+    {"recommend.reload.interval.ms", "1000",
+     "How often the item feature cache is checked (one MGET) and a step of the multimodal "
+     "refresh runs."},
     {"recommend.prefetch", "2",
      "Batch prefetch depth: 0 reads on demand, 1 what every event reads, 2 also the "
      "neighbour lists' members that re-scoring reads (a round trip each)."},
@@ -117,7 +119,8 @@ static const config_key_t recommend_keys[] = {
     {"recommend.sentiment.prior.count", "2",
      "Neutral pseudo-reviews in each item's mean sentiment (few reviews count less)."},
     {"recommend.multimodal.refresh.ms", "30000",
-     "How often poster embeddings and review sentiment are re-read from Redis (0: never)."},
+     "How often a cycle re-reading poster embeddings and review sentiment from Redis starts "
+     "(0: never); it runs in steps, one per reload."},
     {NULL, NULL, NULL},
 };
 
@@ -399,7 +402,12 @@ typedef struct rstate {
     int prefetch; /* recommend.prefetch: prefetch_events */
     float *sent;  /* item id -> shrunk mean review sentiment */
     uint32_t nsent;
-    size_t mm_posters, mm_sent; /* items with each, at the last refresh */
+    size_t mm_posters, mm_sent; /* items with each, at the last complete cycle */
+    int mm_phase;               /* 0 idle, 1 posters, 2 sentiment, 3 ending */
+    unsigned long long mm_scan; /* HSCAN cursor */
+    uint32_t mm_next;           /* next item id of the sentiment phase */
+    size_t mm_np, mm_ns;        /* counts of the cycle in progress */
+    long mm_cycles;
 
     /* Batch-scoped overlay. */
     rec_mem_t *mem;
@@ -682,17 +690,43 @@ static redisReply *mm_reply(store_t *s, char *errstr, size_t n) {
     return r;
 }
 
-/* Re-reads the other workers' contributions to the content features, in two
- * round trips: (1) the tag worker's whole poster-embeddings hash and this
- * group's item id map (string -> dense id, so that the poster fields and the
- * sentiment keys, which use string ids, find their rows); (2) HMGET count
- * sum of every known item's sentiment hash, pipelined. Both hashes are
- * catalogue-sized, hence the separate, slower interval
- * (recommend.multimodal.refresh.ms). They change no state of this worker:
- * only what it recommends. */
-static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
-    char ids_key[512];
-    key_of(st, ids_key, sizeof ids_key, "ids:item");
+/* The other workers' contributions to the content features are re-read in
+ * cycles, one bounded step per reload, so that no step blocks the worker's
+ * thread for long: a cycle starts every recommend.multimodal.refresh.ms and
+ * (1) reads this group's item id map when it lacks names (the other workers
+ * key by string item id), (2) walks the tag worker's poster hash with HSCAN,
+ * MM_POSTERS_PER_STEP fields a step, (3) reads count and sum of the
+ * sentiment hash of MM_ITEMS_PER_STEP known items a step (pipelined HMGETs).
+ * They change no state of this worker: only what it recommends. */
+#define MM_POSTERS_PER_STEP 1000
+#define MM_ITEMS_PER_STEP 5000
+
+static int mm_posters_apply(rstate_t *st, redisReply *arr) {
+    for (size_t k = 0; arr && arr->type == REDIS_REPLY_ARRAY && k + 1 < arr->elements; k += 2) {
+        redisReply *f = arr->element[k], *v = arr->element[k + 1];
+        /* float32[dim] in host order, as the tag worker writes it */
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || v->len == 0 ||
+            v->len % sizeof(float) || v->len > 65536 * sizeof(float))
+            continue;
+        int64_t id = idmap_find(&st->items, f->str, f->len);
+        if (id < 0) continue; /* an item not seen yet: next cycle */
+        float *row = cat_row_of(st, (uint32_t)id);
+        if (!row) return -1;
+        size_t dim = v->len / sizeof(float);
+        float *emb = malloc(v->len);
+        if (!emb) return -1;
+        memcpy(emb, v->str, v->len);
+        rec_features_poster(row, emb, dim, st->cfg.poster_weight);
+        free(emb);
+        st->mm_np++;
+    }
+    return 0;
+}
+
+/* One step of the cycle. Returns 0 (*done = 1 when a cycle ended), -1 with
+ * the reason in errstr. */
+static int mm_step(rstate_t *st, store_t *s, int *done, char *errstr, size_t n) {
+    *done = 0;
     redisContext *c = store_redis(s);
     if (!c) {
         snprintf(errstr, n, "redis not connected");
@@ -700,62 +734,74 @@ static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
     }
     const int posters = st->cfg.poster_weight != 0;
     const int sentiment = st->cfg.sentiment_weight != 0;
-    if ((posters && redisAppendCommand(c, "HGETALL %s", st->posters_key) != REDIS_OK) ||
-        redisAppendCommand(c, "HGETALL %s", ids_key) != REDIS_OK) {
-        snprintf(errstr, n, "redis: %s", c->errstr);
-        store_mark_broken(s);
-        return -1;
+    if (st->mm_phase == 0) {
+        if (st->mm_interval_ms <= 0 || (!posters && !sentiment)) return 0;
+        if (st->mm_cycles > 0 && now_ms() - st->mm_last_ms < st->mm_interval_ms) return 0;
+        st->mm_last_ms = now_ms();
+        st->mm_scan = 0;
+        st->mm_next = 0;
+        st->mm_np = st->mm_ns = 0;
+        st->mm_phase = posters ? 1 : 2;
+        if (st->items.n < st->n_items) { /* ids this instance has no name for */
+            char key[512];
+            redisReply *ir =
+                store_command(s, errstr, n, "HGETALL %s", key_of(st, key, sizeof key, "ids:item"));
+            if (!ir) return -1;
+            for (size_t k = 0; ir->type == REDIS_REPLY_ARRAY && k + 1 < ir->elements; k += 2) {
+                redisReply *f = ir->element[k], *v = ir->element[k + 1];
+                if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || f->len == 0 ||
+                    f->len > 256)
+                    continue;
+                uint32_t id = (uint32_t)strtoul(v->str, NULL, 10);
+                if (idmap_add(&st->items, f->str, f->len, id) < 0) {
+                    freeReplyObject(ir);
+                    snprintf(errstr, n, "out of memory");
+                    return -1;
+                }
+                if (id + 1 > st->n_items) st->n_items = id + 1;
+            }
+            freeReplyObject(ir);
+        }
+        return 0;
     }
-    redisReply *pr = posters ? mm_reply(s, errstr, n) : NULL;
-    if (posters && !pr) return -1;
-    redisReply *ir = mm_reply(s, errstr, n);
-    if (!ir) {
-        freeReplyObject(pr);
-        return -1;
+    if (st->mm_phase == 1) {
+        char cur[32];
+        snprintf(cur, sizeof cur, "%llu", st->mm_scan);
+        redisReply *r = store_command(s, errstr, n, "HSCAN %s %s COUNT %d", st->posters_key, cur,
+                                      MM_POSTERS_PER_STEP);
+        if (!r) return -1;
+        int rc = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_STRING) {
+            st->mm_scan = strtoull(r->element[0]->str, NULL, 10);
+            if (mm_posters_apply(st, r->element[1]) < 0) {
+                snprintf(errstr, n, "out of memory");
+                rc = -1;
+            }
+        } else {
+            st->mm_scan = 0; /* not a hash (or an error reply): nothing to read */
+        }
+        freeReplyObject(r);
+        if (rc == 0 && st->mm_scan == 0) st->mm_phase = sentiment ? 2 : 3;
+        if (rc < 0 || st->mm_phase != 3) return rc;
     }
-    int rc = -1;
-    for (size_t k = 0; ir->type == REDIS_REPLY_ARRAY && k + 1 < ir->elements; k += 2) {
-        redisReply *f = ir->element[k], *v = ir->element[k + 1];
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || f->len == 0 ||
-            f->len > 256)
-            continue;
-        uint32_t id = (uint32_t)strtoul(v->str, NULL, 10);
-        if (idmap_add(&st->items, f->str, f->len, id) < 0) goto oom;
-        if (id + 1 > st->n_items) st->n_items = id + 1;
-    }
-    size_t np = 0;
-    for (size_t k = 0; pr && pr->type == REDIS_REPLY_ARRAY && k + 1 < pr->elements; k += 2) {
-        redisReply *f = pr->element[k], *v = pr->element[k + 1];
-        /* float32[dim] in host order, as the tag worker writes it */
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || v->len == 0 ||
-            v->len % sizeof(float) || v->len > 65536 * sizeof(float))
-            continue;
-        int64_t id = idmap_find(&st->items, f->str, f->len);
-        if (id < 0) continue; /* an item not seen yet: next refresh */
-        float *row = cat_row_of(st, (uint32_t)id);
-        if (!row) goto oom;
-        size_t dim = v->len / sizeof(float);
-        float *emb = malloc(v->len);
-        if (!emb) goto oom;
-        memcpy(emb, v->str, v->len);
-        rec_features_poster(row, emb, dim, st->cfg.poster_weight);
-        free(emb);
-        np++;
-    }
-    st->mm_posters = np;
-    if (sentiment) {
-        /* Pipelined HMGETs over the items with a name, then their replies. */
+    if (st->mm_phase == 2) {
         uint32_t nnames = st->items.ncap;
         if (nnames > st->nsent) {
             float *p = realloc(st->sent, (size_t)nnames * sizeof *p);
-            if (!p) goto oom;
+            if (!p) {
+                snprintf(errstr, n, "out of memory");
+                return -1;
+            }
             memset(p + st->nsent, 0, (size_t)(nnames - st->nsent) * sizeof *p);
             st->sent = p;
             st->nsent = nnames;
         }
+        uint32_t end = st->mm_next + MM_ITEMS_PER_STEP;
+        if (end > nnames) end = nnames;
         char key[600], suffix[300];
-        size_t sent_cmds = 0;
-        for (uint32_t id = 0; id < nnames; id++) {
+        size_t cmds = 0;
+        for (uint32_t id = st->mm_next; id < end; id++) {
             const char *name = idmap_name(&st->items, id);
             if (!name) continue;
             snprintf(suffix, sizeof suffix, "sentiment:item:%s", name);
@@ -763,16 +809,15 @@ static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
             if (redisAppendCommand(c, "HMGET %s count sum", key) != REDIS_OK) {
                 snprintf(errstr, n, "redis: %s", c->errstr);
                 store_mark_broken(s);
-                goto done;
+                return -1;
             }
-            sent_cmds++;
+            cmds++;
         }
-        size_t ns = 0;
-        for (uint32_t id = 0; id < nnames && sent_cmds > 0; id++) {
+        for (uint32_t id = st->mm_next; id < end && cmds > 0; id++) {
             if (!idmap_name(&st->items, id)) continue;
             redisReply *r = mm_reply(s, errstr, n);
-            if (!r) goto done;
-            sent_cmds--;
+            if (!r) return -1;
+            cmds--;
             float v = 0;
             if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                 r->element[0]->type == REDIS_REPLY_STRING &&
@@ -780,23 +825,34 @@ static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
                 v = rec_sentiment_mean(strtod(r->element[1]->str, NULL),
                                        strtod(r->element[0]->str, NULL),
                                        st->cfg.sentiment_prior_count);
-                ns++;
+                st->mm_ns++;
             }
             st->sent[id] = v;
             freeReplyObject(r);
         }
-        st->mm_sent = ns;
+        st->mm_next = end;
+        if (end >= nnames) st->mm_phase = 3;
     }
-    log_info("recommend_multimodal", "posters=%zu sentiment=%zu items=%u", st->mm_posters,
-             st->mm_sent, st->items.n);
-    rc = 0;
-    goto done;
-oom:
-    snprintf(errstr, n, "out of memory");
-done:
-    freeReplyObject(pr);
-    freeReplyObject(ir);
-    return rc;
+    if (st->mm_phase == 3) {
+        st->mm_posters = st->mm_np;
+        st->mm_sent = st->mm_ns;
+        st->mm_phase = 0;
+        st->mm_cycles++;
+        *done = 1;
+        log_info("recommend_multimodal", "posters=%zu sentiment=%zu items=%u", st->mm_posters,
+                 st->mm_sent, st->items.n);
+    }
+    return 0;
+}
+
+/* A whole cycle at once (at start). */
+static int mm_refresh(rstate_t *st, store_t *s, char *errstr, size_t n) {
+    int done = 0;
+    for (int k = 0; k < 1000000 && !done; k++) {
+        if (mm_step(st, s, &done, errstr, n) < 0) return -1;
+        if (st->mm_phase == 0 && !done) return 0; /* nothing to do */
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2420,7 +2476,6 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
     if (cat_reload(st, env->store, err, sizeof err) < 0)
         log_warn("recommend_catalogue", "item features not loaded yet: %s", err);
     else if (st->mm_interval_ms > 0) {
-        st->mm_last_ms = now_ms();
         if (mm_refresh(st, env->store, err, sizeof err) < 0)
             log_warn("recommend_multimodal", "posters and sentiment not loaded yet: %s", err);
     }
@@ -2438,11 +2493,8 @@ static int recommend_reload(void *opaque, rt_ctx_t *ctx, char *errstr, size_t er
     store_t *s = rt_store(ctx);
     if (store_ensure_connected(s, errstr, errstr_size) < 0) return -1;
     if (cat_reload(st, s, errstr, errstr_size) < 0) return -1;
-    if (st->mm_interval_ms > 0 && now_ms() - st->mm_last_ms >= st->mm_interval_ms) {
-        st->mm_last_ms = now_ms();
-        return mm_refresh(st, s, errstr, errstr_size);
-    }
-    return 0;
+    int done;
+    return mm_step(st, s, &done, errstr, errstr_size);
 }
 
 const worker_def_t recommend_worker = {
