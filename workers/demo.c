@@ -1106,6 +1106,11 @@ int cmd_demo(int argc, char **argv) {
     config_set(config, "group.id", d.group);
     config_set(config, "metrics.port", "-1");
     config_set(config, "batch.max.ms", "50");
+    /* Posters are tagged and reviews scored while events arrive: the
+     * recommender looks for their embeddings and sentiment often enough to
+     * use them within the demo's few seconds. */
+    config_set(config, "recommend.reload.interval.ms", "500");
+    config_set(config, "recommend.multimodal.refresh.ms", "500");
     config_apply_defaults(config, rt_config_keys);
     demo_run_t run = {.n = 0, .config = config};
     printf("[4/5] running the workers:");
