@@ -31,6 +31,8 @@
 #   OUT_TOPIC    output topic; OUT_MODE record|key (see 3.)
 #   W_ARGS       extra -X options for `reel run`
 #   fault_prepare  trains and pushes the worker's model (after Redis is up)
+#   fault_setup GROUP  (optional) runs before each run of group GROUP (reel
+#                  for the faulty run, clean for the clean pass)
 #
 # FAULT_N may be set lower (e.g. under AddressSanitizer on slow machines);
 # the plain build runs 20000. SEED makes a run reproducible (logged).
@@ -133,6 +135,7 @@ fault_main() {
 
     # ---- the faulty run ----
     local k=0 kills=0 before now
+    if declare -F fault_setup >/dev/null; then fault_setup reel; fi
     produce_chunk $k
     k=$((k + 1))
     run_worker worker
@@ -199,6 +202,7 @@ fault_main() {
     local faulty_s=$((SECONDS - t0))
 
     # ---- the clean pass ----
+    if declare -F fault_setup >/dev/null; then fault_setup clean; fi
     run_worker clean -X group.id=clean
     wait_applied clean "$total" 300
     stop_worker

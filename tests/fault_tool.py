@@ -179,7 +179,7 @@ def feed(worker, out, n, seed, chunks):
             if i % 3 == 0:
                 r["text"] = ""
             elif i % 3 == 1:
-                r["text"] = "  \t . , ! "
+                r["text"] = "   \t  \" ' "
             else:
                 r["item_id"] = ""
             bad.append(r)
