@@ -53,20 +53,22 @@ RANDOM=$SEED
 FEED="$WORK/feed"
 
 # A short session timeout: a SIGKILLed member's partitions move to its
-# restarted successor within ~3 s.
+# restarted successor within ~3 s. A short reconnect backoff: clients find
+# the broker that comes back within a second, not librdkafka's 10 s.
 fault_opts() {
     echo "$(reel_opts) -X kafka.consumer.session.timeout.ms=3000" \
-        "-X kafka.consumer.heartbeat.interval.ms=500 $W_ARGS"
+        "-X kafka.consumer.heartbeat.interval.ms=500 -X kafka.reconnect.backoff.max.ms=1000 $W_ARGS"
 }
 
 produce_chunk() {
     local k=$1
     # shellcheck disable=SC2046
-    "$REEL" produce --topic "${IN_TOPICS%% *}" $(reel_opts) <"$FEED/chunk.$k.jsonl" \
-        2>>"$WORK/produce.err" || fail "produce of chunk $k failed"
+    "$REEL" produce --topic "${IN_TOPICS%% *}" $(reel_opts) -X kafka.reconnect.backoff.max.ms=1000 \
+        <"$FEED/chunk.$k.jsonl" 2>>"$WORK/produce.err" || fail "produce of chunk $k failed"
     # shellcheck disable=SC2046
-    "$REEL" produce --topic "${IN_TOPICS%% *}" --raw-base64 $(reel_opts) <"$FEED/chunk.$k.b64" \
-        2>>"$WORK/produce.err" || fail "raw produce of chunk $k failed"
+    "$REEL" produce --topic "${IN_TOPICS%% *}" --raw-base64 $(reel_opts) \
+        -X kafka.reconnect.backoff.max.ms=1000 <"$FEED/chunk.$k.b64" 2>>"$WORK/produce.err" ||
+        fail "raw produce of chunk $k failed"
 }
 
 # applied GROUP: records the group has applied in Redis, over its inputs.
@@ -114,6 +116,15 @@ consume_all() {
     # shellcheck disable=SC2046
     "$REEL" consume --topic "$1" --from-beginning --timeout-ms 2500 $(reel_opts) >"$2" \
         2>>"$WORK/consume.err" || fail "consume $1 failed"
+}
+
+# consume_both PREFIX: the output topic and the DLQ into PREFIX_out.jsonl and
+# PREFIX_dlq.jsonl, both at once.
+consume_both() {
+    consume_all "$OUT_TOPIC" "$WORK/$1_out.jsonl" &
+    local p=$!
+    consume_all "${IN_TOPICS%% *}.dlq" "$WORK/$1_dlq.jsonl"
+    wait "$p" || fail "consume $OUT_TOPIC failed"
 }
 
 # partition_leader TOPIC PARTITION: the broker id leading it.
@@ -203,8 +214,7 @@ fault_main() {
     wait_applied reel "$total" 300
     stop_worker
     kill -0 "$KAFKA_PID" || fail "reel mock-kafka died"
-    consume_all "$OUT_TOPIC" "$WORK/fault_out.jsonl"
-    consume_all "${IN_TOPICS%% *}.dlq" "$WORK/fault_dlq.jsonl"
+    consume_both fault
     local faulty_s=$((SECONDS - t0))
 
     # ---- the clean pass ----
@@ -212,8 +222,7 @@ fault_main() {
     run_worker clean -X group.id=clean
     wait_applied clean "$total" 300
     stop_worker
-    consume_all "$OUT_TOPIC" "$WORK/all_out.jsonl"
-    consume_all "${IN_TOPICS%% *}.dlq" "$WORK/all_dlq.jsonl"
+    consume_both all
 
     # ---- the checks ----
     : >"$WORK/inputs.raw"

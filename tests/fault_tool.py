@@ -21,8 +21,9 @@
       Compares two dumps; prints "entries=E lost=L duplicated=D differing=X"
       and exits 1 unless they are equal. An integer entry lower in FAULTY
       counts its difference as lost updates, higher as duplicated ones; an
-      entry only in CLEAN is lost, only in FAULTY duplicated; any other
-      difference counts as differing.
+      entry only in CLEAN is lost (its value, if an integer count, else 1),
+      only in FAULTY duplicated (likewise); any other difference counts as
+      differing.
 
   fault_tool.py check MODE RAW_INPUTS FAULT_DLQ ALL_DLQ FAULT_OUT ALL_OUT NPOISON
       Checks outputs and dead letters of the faulty run against the inputs
@@ -94,13 +95,17 @@ def wav(samples, rate=8000):
             struct.pack("<I", len(data)) + data)
 
 
+_TONES = {}
+
+
 def clip_wav(i):
     """60 ms of a tone at a frequency that varies with i, plus a little noise."""
     import math
     f = 200 + 37 * (i % 50)
-    rng = random.Random(i)
-    return wav([max(0, min(255, int(128 + 90 * math.sin(2 * math.pi * f * t / 8000) +
-                                    rng.randint(-8, 8)))) for t in range(480)])
+    if f not in _TONES:
+        _TONES[f] = [int(128 + 90 * math.sin(2 * math.pi * f * t / 8000)) for t in range(480)]
+    noise = random.Random(i).randbytes(480)
+    return wav([max(0, min(255, a + n % 17 - 8)) for a, n in zip(_TONES[f], noise)])
 
 
 def b64(b):
@@ -320,9 +325,9 @@ def compare(clean, faulty):
             print("  %s: clean %s, faulty %s" % (k, va, vb), file=sys.stderr)
             shown += 1
         if vb is None:
-            lost += 1
+            lost += int(va) if re.fullmatch(r"\d+", va) else 1
         elif va is None:
-            dup += 1
+            dup += int(vb) if re.fullmatch(r"\d+", vb) else 1
         elif re.fullmatch(r"-?\d+", va) and re.fullmatch(r"-?\d+", vb):
             d = int(vb) - int(va)
             if d < 0:
