@@ -35,6 +35,7 @@
 #                  for the faulty run, clean for the clean pass)
 #
 # SEED makes a run reproducible (it is logged).
+# shellcheck source=tests/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TOOL="$(dirname "${BASH_SOURCE[0]}")/fault_tool.py"
@@ -151,7 +152,7 @@ fault_main() {
     fi
 
     # ---- the faulty run ----
-    local k=0 kills=0 before now
+    local k=0 kills=0 before
     if declare -F fault_setup >/dev/null; then fault_setup reel; fi
     produce_chunk $k
     k=$((k + 1))
@@ -168,7 +169,7 @@ fault_main() {
             sleep 0.05
         done
         [ "$(applied reel)" -gt "$before" ] || fail "hang: no progress in 30 s before a kill"
-        sleep "$(awk -v r=$RANDOM 'BEGIN {printf "%.3f", 0.5 * r / 32767}')"
+        sleep "$(awk -v r="$RANDOM" 'BEGIN {printf "%.3f", 0.5 * r / 32767}')"
         kill -9 "$WORKER_PID"
         wait "$WORKER_PID" 2>/dev/null || true
         kills=$((kills + 1))

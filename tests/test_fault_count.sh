@@ -10,5 +10,6 @@ OUT_MODE=record
 # Small batches, so a kill lands between commits of a chunk.
 W_ARGS="-X batch.max.records=200"
 fault_prepare() { :; }
+# shellcheck source=tests/fault_suite.sh
 source "$(dirname "$0")/fault_suite.sh"
 fault_main

@@ -33,5 +33,6 @@ fault_setup() {
     [ "$n" -ge "$(wc -l <"$FEED/items.jsonl")" ] || fail "hang: $n items applied"
     stop_worker
 }
+# shellcheck source=tests/fault_suite.sh
 source "$(dirname "$0")/fault_suite.sh"
 fault_main

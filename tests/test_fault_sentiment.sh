@@ -17,5 +17,6 @@ fault_prepare() {
     "$REEL" model push "$WORK/bow.rsnt" -X redis.url="$REDIS_URL" >"$WORK/push.log" 2>&1 ||
         fail "model push failed"
 }
+# shellcheck source=tests/fault_suite.sh
 source "$(dirname "$0")/fault_suite.sh"
 fault_main

@@ -20,5 +20,6 @@ fault_prepare() {
     "$REEL" model push "$WORK/hmm.bin" -X redis.url="$REDIS_URL" >"$WORK/push.log" 2>&1 ||
         fail "model push failed"
 }
+# shellcheck source=tests/fault_suite.sh
 source "$(dirname "$0")/fault_suite.sh"
 fault_main
