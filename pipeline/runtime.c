@@ -133,6 +133,16 @@ struct rt_ctx {
     /* Delivery reports of the current batch. */
     int64_t delivery_errors;
     char delivery_error[256];
+    rd_kafka_resp_err_t produce_err; /* of the last produce() */
+    /* Sources whose DLQ copy the producer or a broker refused as too large
+     * (a ring): their next copy is truncated, so that the batch can finish
+     * instead of being retried forever. */
+    struct {
+        char topic[200];
+        int32_t partition;
+        int64_t offset;
+    } too_large[16];
+    size_t n_too_large;
     int64_t emitted;
     /* Outputs per topic since the last flush into the metrics: counting
      * here keeps label formatting out of the per-record path. */
@@ -268,9 +278,57 @@ rd_kafka_conf_t *rt_kafka_conf(const config_t *config, const char *role, char *e
 
 /* ---- producing: outputs and the DLQ ---- */
 
+/* Marks DLQ messages (their msg_opaque) for on_delivery(). */
+static char dlq_marker;
+
+/* Remembers that the DLQ copy of topic[partition]@offset was too large. */
+static void too_large_add(rt_ctx_t *ctx, const char *topic, int32_t partition, int64_t offset) {
+    size_t n = sizeof ctx->too_large / sizeof ctx->too_large[0];
+    size_t i = ctx->n_too_large++ % n;
+    snprintf(ctx->too_large[i].topic, sizeof ctx->too_large[i].topic, "%s", topic);
+    ctx->too_large[i].partition = partition;
+    ctx->too_large[i].offset = offset;
+}
+
+static int too_large_has(const rt_ctx_t *ctx, const char *topic, int32_t partition,
+                         int64_t offset) {
+    size_t n = sizeof ctx->too_large / sizeof ctx->too_large[0];
+    if (ctx->n_too_large < n) n = ctx->n_too_large;
+    for (size_t i = 0; i < n; i++)
+        if (ctx->too_large[i].offset == offset && ctx->too_large[i].partition == partition &&
+            strcmp(ctx->too_large[i].topic, topic) == 0)
+            return 1;
+    return 0;
+}
+
+/* A header's value as a NUL-terminated string in buf ("" when absent). */
+static const char *header_str(const rd_kafka_message_t *m, const char *name, char *buf, size_t n) {
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    buf[0] = 0;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+        if (len >= n) len = n - 1;
+        memcpy(buf, v, len);
+        buf[len] = 0;
+    }
+    return buf;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     rt_ctx_t *ctx = opaque;
+    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->_private == &dlq_marker) {
+        /* A broker refused a DLQ copy for its size (message.max.bytes of
+         * the broker or topic): the retried batch sends a truncated one. */
+        char t[200], p[32], o[32];
+        header_str(m, "reel.source.topic", t, sizeof t);
+        header_str(m, "reel.source.partition", p, sizeof p);
+        header_str(m, "reel.source.offset", o, sizeof o);
+        if (t[0] && p[0] && o[0])
+            too_large_add(ctx, t, (int32_t)strtol(p, NULL, 10), strtoll(o, NULL, 10));
+    }
     if (m->err) {
         ctx->delivery_errors++;
         snprintf(ctx->delivery_error, sizeof ctx->delivery_error, "%s: %s",
@@ -289,12 +347,14 @@ static int produce(rt_ctx_t *ctx, const char *topic, const void *key, size_t key
             err = rd_kafka_producev(
                 ctx->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
                 RD_KAFKA_V_VALUE((void *)value, value_len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                RD_KAFKA_V_OPAQUE(&dlq_marker), RD_KAFKA_V_END);
         else
             err = rd_kafka_producev(ctx->producer, RD_KAFKA_V_TOPIC(topic),
                                     RD_KAFKA_V_KEY((void *)key, key_len),
                                     RD_KAFKA_V_VALUE((void *)value, value_len),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        ctx->produce_err = err;
         if (!err) return 0;
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(ctx->producer, 10);
@@ -339,6 +399,8 @@ static void flush_out_counts(rt_ctx_t *ctx) {
     ctx->n_out_counts = 0;
 }
 
+#define DLQ_TRUNCATED_BYTES 65536
+
 /* Sends the original message to <topic>.dlq with its key, value and headers
  * plus headers saying where and why it failed. */
 static void dlq_send(rt_ctx_t *ctx, rd_kafka_message_t *m, const char *stage, const char *reason) {
@@ -366,7 +428,28 @@ static void dlq_send(rt_ctx_t *ctx, rd_kafka_message_t *m, const char *stage, co
              "topic=%s partition=%" PRId32 " offset=%" PRId64 " stage=%s reason=%s dlq=%s", topic,
              m->partition, m->offset, stage, reason, dlq);
     char err[256];
-    if (produce(ctx, dlq, m->key, m->key_len, m->payload, m->len, hdrs, err, sizeof err) < 0) {
+    /* A record too large to be produced (over the producer's or a broker's
+     * message.max.bytes) would fail its batch on every retry and stall the
+     * partition: its DLQ copy then keeps only the first DLQ_TRUNCATED_BYTES
+     * bytes, and says so in reel.error.truncated (the original length). */
+    size_t len = m->len;
+    int truncate = too_large_has(ctx, topic, m->partition, m->offset);
+    for (;;) {
+        if (truncate && len > DLQ_TRUNCATED_BYTES) {
+            len = DLQ_TRUNCATED_BYTES;
+            snprintf(num, sizeof num, "%zu", m->len);
+            rd_kafka_header_add(hdrs, "reel.error.truncated", -1, num, -1);
+            log_error("dlq_record_truncated",
+                      "topic=%s partition=%" PRId32 " offset=%" PRId64
+                      ": %zu bytes are too large to produce; the DLQ copy keeps the first %zu",
+                      topic, m->partition, m->offset, m->len, len);
+        }
+        if (produce(ctx, dlq, m->key, m->key_len, m->payload, len, hdrs, err, sizeof err) == 0)
+            break;
+        if (ctx->produce_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && len > DLQ_TRUNCATED_BYTES) {
+            truncate = 1;
+            continue;
+        }
         rd_kafka_headers_destroy(hdrs);
         /* A DLQ record that cannot even be queued fails the batch's delivery
          * check, so the batch is retried rather than the record lost. */
@@ -918,6 +1001,21 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
     if (!pconf) goto fail;
     char err[256];
     rd_kafka_conf_set(pconf, "enable.idempotence", "true", err, sizeof err);
+    /* Every record up to max.record.bytes must fit into a DLQ record (with
+     * its key and headers): librdkafka's default message.max.bytes (1 MB)
+     * is below max.record.bytes' default (8 MiB). An explicit setting wins. */
+    if (!config_get(config, "kafka.message.max.bytes", NULL) &&
+        !config_get(config, "kafka.producer.message.max.bytes", NULL)) {
+        char mmb[32];
+        size_t want = ctx->max_record_bytes + 65536;
+        snprintf(mmb, sizeof mmb, "%zu", want < 1000000 ? (size_t)1000000 : want);
+        if (rd_kafka_conf_set(pconf, "message.max.bytes", mmb, err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(pconf);
+            snprintf(errstr, errstr_size, "producer message.max.bytes=%s: %s", mmb, err);
+            goto fail;
+        }
+    }
     if (!config_get(config, "kafka.linger.ms", NULL) &&
         !config_get(config, "kafka.producer.linger.ms", NULL))
         rd_kafka_conf_set(pconf, "linger.ms", "5", err, sizeof err);
