@@ -142,9 +142,9 @@ static void test_vocab_roundtrip(void **state) {
 
 /* ---- gradient checks ---- */
 
-static void gradcheck(int cell) {
+static void gradcheck(int cell, int pool) {
     const int V = 6, D = 3, H = 4, B = 3, T = 5;
-    rnn_t *m = rnn_new(cell, V, D, H, 2, 7);
+    rnn_t *m = rnn_new(cell, pool, V, D, H, 2, 7);
     assert_non_null(m);
     /* Larger weights than the init, so the gates are away from 0.5. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 2.0f;
@@ -174,7 +174,8 @@ static void gradcheck(int cell) {
     /* Max pooling is piecewise: a step of eps that switches an argmax (a
      * near tie, likely when gates saturate) breaks the finite difference, so
      * the weights are only doubled. A wrong gradient gives errors near 1. */
-    print_message("%s: %d parameters, max relative error %.2e\n", cell == RNN_GRU ? "GRU" : "LSTM",
+    print_message("%s, %s pooling: %d parameters, max relative error %.2e\n",
+                  cell == RNN_GRU ? "GRU" : "LSTM", pool == RNN_POOL_MAX ? "max" : "mean+max",
                   checked, max_err);
     assert_true(max_err < 1e-2);
     /* The padding id 0 of a real step gets a gradient too. */
@@ -186,11 +187,13 @@ static void gradcheck(int cell) {
 
 static void test_lstm_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_LSTM);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX);
 }
 static void test_gru_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_GRU);
+    gradcheck(RNN_GRU, RNN_POOL_MAX);
+    gradcheck(RNN_GRU, RNN_POOL_MEANMAX);
 }
 
 /* ---- small trainings ---- */
