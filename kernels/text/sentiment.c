@@ -48,6 +48,7 @@ sent_params_t sent_defaults(int kind) {
     p.nets = kind == SENT_BILSTM ? 2 : 1;
     p.average = 0;
     p.lr_decay = 1.0f;
+    p.snapshots = 1;
     return p;
 }
 
@@ -106,7 +107,9 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
     for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
     float pr[2], sum = 0;
     for (int k = 0; k < m->n_nets; k++) {
-        const int32_t *ids = (m->p.kind == SENT_BILSTM && (k & 1)) ? rev : m->ids;
+        /* Member k is a snapshot of network k / snapshots. */
+        int seed_net = k / (m->p.snapshots > 0 ? m->p.snapshots : 1);
+        const int32_t *ids = (m->p.kind == SENT_BILSTM && (seed_net & 1)) ? rev : m->ids;
         rnn_forward(m->nets[k], m->work, ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
         sum += pr[1];
     }
@@ -224,10 +227,12 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     }
     m->vocab = vocab_prune(all, (uint64_t)p->min_count, 0, 1);
     if (!m->vocab) goto oom;
-    /* Every network starts from the same embeddings and its own seed. */
-    for (int k = 0; k < p->nets; k++) {
+    /* Every network starts from the same embeddings and its own seed (the
+     * snapshots of one network are copies of it, made during training). */
+    const int S = p->snapshots, members = p->nets * S;
+    for (int k = 0; k < members; k++) {
         m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)m->vocab->n,
-                             p->dim, p->hidden, 2, p->seed + (uint64_t)k);
+                             p->dim, p->hidden, 2, p->seed + (uint64_t)(k / S));
         if (!m->nets[k]) goto oom;
         if (k > 0)
             memcpy(m->nets[k]->emb, m->nets[0]->emb,
@@ -241,7 +246,7 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
             }
     }
     m->rnn = m->nets[0];
-    m->n_nets = p->nets;
+    m->n_nets = members;
     for (size_t i = 0; i < n; i++) {
         size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
         seqs[i].ids = malloc(nt * sizeof(int32_t) + 1);
@@ -264,9 +269,12 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     uint64_t rng = p->seed * 0x2545F4914F6CDD1Dull + 7;
     int reversed = 0;
     for (int k = 0; k < p->nets; k++) {
-        rnn_t *net = m->nets[k];
-        /* Predictions during training (progress) use the networks so far. */
-        m->n_nets = k + 1;
+        /* Network k trains in its last snapshot slot and is copied into the
+         * earlier ones at the ends of epochs; before its last S epochs every
+         * slot follows it, so predictions during training (progress) use the
+         * networks so far. */
+        rnn_t *net = m->nets[k * S + S - 1];
+        m->n_nets = (k + 1) * S;
         if (reversed != (p->kind == SENT_BILSTM && (k & 1))) {
             for (size_t i = 0; i < n; i++)
                 for (int a = 0, b = seqs[i].len - 1; a < b; a++, b--) {
@@ -359,6 +367,9 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                 loss_sum += loss * B;
             }
             if (averaging && ep == p->epochs) memcpy(net->params, avg, net->n_params * sizeof *avg);
+            for (int j = S - 1 - (p->epochs - ep) > 0 ? S - 1 - (p->epochs - ep) : 0; j < S - 1;
+                 j++)
+                memcpy(m->nets[k * S + j]->params, net->params, net->n_params * sizeof(float));
             if (progress)
                 progress(k * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
         }
@@ -395,9 +406,9 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         return NULL;
     }
     if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
-        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->nets > SENT_MAX_NETS ||
-        p->average < 0 || (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) ||
-        !(p->lr_decay > 0)) {
+        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
+        p->nets * p->snapshots > SENT_MAX_NETS || p->snapshots > p->epochs + 1 || p->average < 0 ||
+        (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) || !(p->lr_decay > 0)) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -460,7 +471,7 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_u32(f, (uint32_t)p->freeze) || put_u32(f, (uint32_t)p->lazy) ||
               put_u32(f, (uint32_t)p->pool) || put_u32(f, (uint32_t)p->nets) ||
               put_u32(f, (uint32_t)p->average) || put_f32(f, p->lr_decay) ||
-              vocab_write(m->vocab, f);
+              put_u32(f, (uint32_t)p->snapshots) || vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
@@ -555,15 +566,18 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         p->nets = (int)rd_u32(&r);
         p->average = (int)rd_u32(&r);
         p->lr_decay = rd_f32(&r);
+        p->snapshots = (int)rd_u32(&r);
     } else {
         /* Version 1: max pooling, one network (bilstm: two). */
         p->pool = RNN_POOL_MAX;
         p->nets = p->kind == SENT_BILSTM ? 2 : 1;
         p->average = 0;
         p->lr_decay = 1.0f;
+        p->snapshots = 1;
     }
     if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
-        p->max_tokens > 100000 || p->nets < 1 || p->nets > SENT_MAX_NETS ||
+        p->max_tokens > 100000 || p->nets < 1 || p->snapshots < 1 || p->nets > SENT_MAX_NETS ||
+        p->snapshots > SENT_MAX_NETS || p->nets * p->snapshots > SENT_MAX_NETS ||
         (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX)) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
         goto fail;
@@ -584,7 +598,7 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             snprintf(errstr, errstr_size, "sentiment model shapes invalid");
             goto fail;
         }
-        for (int k = 0; k < p->nets; k++) {
+        for (int k = 0; k < p->nets * p->snapshots; k++) {
             /* Each network's size is checked against the bytes left first. */
             size_t G = (size_t)(p->kind == SENT_GRU ? 3 : 4) * H;
             size_t need = (size_t)V * D + (size_t)D * G + (size_t)H * G;

@@ -7,7 +7,7 @@
  * 1 stops after `lazy`), the vocabulary (words for the RNNs, n-grams for the
  * bag of words, vocab_write()), then bag of words: float bias, float weight
  * per n-gram; RNN: u32 vocab, dim, hidden, classes, then every parameter of
- * each of the `nets` networks as float32 (lstm.h layout; version 1: max
+ * each of the nets x snapshots networks as float32 (lstm.h layout; version 1: max
  * pooling, one network, two for bilstm); ensemble: the LSTM's part, then a
  * whole NB-LR model file. */
 #ifndef REEL_KERNELS_TEXT_SENTIMENT_H
@@ -59,6 +59,9 @@ typedef struct sent_params {
     int average;    /* RNN: the weights kept are the mean over every step of the
                      * last `average` epochs (0: the last step's) */
     float lr_decay; /* RNN: the learning rate is multiplied by this each epoch */
+    int snapshots;  /* RNN: each network's weights at the end of its last
+                     * `snapshots` epochs are all kept, probabilities averaged
+                     * (a snapshot ensemble); nets x snapshots <= SENT_MAX_NETS */
 } sent_params_t;
 
 #define SENT_MAX_NETS 16
