@@ -331,6 +331,87 @@ static void test_model_files(void **state) {
     free(tr), free(s1);
 }
 
+/* Ensembles of RNNs (seeds x snapshots, mean+max pooling, averaged
+ * weights) round trip through files; version-1 files (before these
+ * fields) still load; bad values in the header are refused. */
+static void test_rnn_ensemble_files(void **state) {
+    (void)state;
+    char *s1, err[256];
+    sent_example_t *tr = synthetic(200, 5, &s1);
+    char path[] = "/tmp/test_text_ens.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    size_t single_len = 0;
+    for (int variant = 0; variant < 3; variant++) {
+        sent_params_t p = sent_defaults(variant == 2 ? SENT_BILSTM : SENT_LSTM);
+        p.dim = 8, p.hidden = 8, p.epochs = 3, p.nets = 1, p.snapshots = 1, p.average = 0;
+        p.pool = RNN_POOL_MAX;
+        if (variant > 0) p.nets = 2, p.snapshots = 2, p.average = 1, p.pool = RNN_POOL_MEANMAX;
+        sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null(m);
+        assert_int_equal(sent_save(m, path, err, sizeof err), 0);
+        size_t len;
+        unsigned char *d = sent_read_file(path, &len, err, sizeof err);
+        assert_non_null(d);
+        sent_model_t *l = sent_load_mem(d, len, err, sizeof err);
+        assert_non_null(l);
+        assert_int_equal(sent_params(l)->nets, p.nets);
+        assert_int_equal(sent_params(l)->snapshots, p.snapshots);
+        assert_int_equal(sent_params(l)->pool, p.pool);
+        for (int i = 0; i < 50; i++)
+            assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                        sent_predict(l, tr[i].text, tr[i].len, NULL));
+        sent_destroy(l);
+        if (variant == 0) {
+            single_len = len;
+            /* The same file in the version-1 layout (no pool, nets, average,
+             * lr_decay, snapshots after `lazy`, at byte 72) loads and
+             * predicts the same. */
+            unsigned char *v1 = malloc(len);
+            memcpy(v1, d, 72);
+            memcpy(v1 + 72, d + 92, len - 92);
+            v1[4] = 1;
+            l = sent_load_mem(v1, len - 20, err, sizeof err);
+            assert_non_null(l);
+            assert_int_equal(sent_params(l)->nets, 1);
+            for (int i = 0; i < 50; i++)
+                assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                            sent_predict(l, tr[i].text, tr[i].len, NULL));
+            sent_destroy(l);
+            free(v1);
+            /* Bad header values: pool 2, nets 0, 17 members, version 3. */
+            const struct {
+                size_t off;
+                unsigned char byte;
+            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {4, 3}};
+            for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+                unsigned char keep = d[bad[b].off];
+                d[bad[b].off] = bad[b].byte;
+                assert_null(sent_load_mem(d, len, err, sizeof err));
+                d[bad[b].off] = keep;
+            }
+        } else {
+            /* Four networks of the same shape; mean+max doubles the dense
+             * layer, which is small next to the embeddings. */
+            assert_true(len > 3 * single_len);
+            size_t step = len / 499;
+            for (size_t cut = 0; cut < len; cut += step)
+                assert_null(sent_load_mem(d, cut, err, sizeof err));
+        }
+        free(d);
+        sent_destroy(m);
+    }
+    /* Training refuses impossible ensembles. */
+    sent_params_t p = sent_defaults(SENT_LSTM);
+    p.nets = 0;
+    assert_null(sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err));
+    p.nets = 4, p.snapshots = 5;
+    assert_null(sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err));
+    unlink(path);
+    free(tr), free(s1);
+}
+
 /* Two topics whose words never meet: each word's nearest neighbours come
  * from its own topic, for skip-gram and CBOW, on two threads; the file
  * round trip keeps the vectors. */
@@ -405,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_lstm_learns_negation), cmocka_unit_test(test_gru_learns_negation),
         cmocka_unit_test(test_bow_learns_negation),  cmocka_unit_test(test_bow_on_review_sample),
         cmocka_unit_test(test_model_files),          cmocka_unit_test(test_word2vec_topics),
+        cmocka_unit_test(test_rnn_ensemble_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
