@@ -407,9 +407,8 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     }
     if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
         p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
-        p->nets * p->snapshots > SENT_MAX_NETS || p->snapshots > (p->epochs > 1 ? p->epochs : 1) ||
-        p->average < 0 || (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) ||
-        !(p->lr_decay > 0)) {
+        p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 ||
+        (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) || !(p->lr_decay > 0)) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -421,6 +420,9 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     m->p = *p;
     if (is_rnn(p->kind)) {
         if (emb) m->p.dim = emb->dim;
+        /* No more snapshots than epochs (e.g. a one-epoch run of a recipe). */
+        if (m->p.snapshots > (p->epochs > 1 ? p->epochs : 1))
+            m->p.snapshots = p->epochs > 1 ? p->epochs : 1;
         if (p->kind == SENT_ENSEMBLE) {
             sent_params_t bp = sent_defaults(SENT_NBLR);
             bp.max_tokens = p->max_tokens;
