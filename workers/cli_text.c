@@ -113,7 +113,7 @@ typedef struct text_opts {
     int folds, max_folds, threads, quiet;
     sent_params_t p;
     int set_epochs, set_min_count, set_pool, set_nets, set_average, set_lr_decay, set_snapshots,
-        bad_pool;
+        set_nb_init, bad_pool;
 } text_opts_t;
 
 static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
@@ -154,6 +154,8 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--nets") && (v = NEXT())) return o->p.nets = atoi(v), o->set_nets = 1, 1;
     if (!strcmp(a, "--average") && (v = NEXT()))
         return o->p.average = atoi(v), o->set_average = 1, 1;
+    if (!strcmp(a, "--nb-init") && (v = NEXT()))
+        return o->p.nb_init = atoi(v), o->set_nb_init = 1, 1;
     if (!strcmp(a, "--snapshots") && (v = NEXT()))
         return o->p.snapshots = atoi(v), o->set_snapshots = 1, 1;
     if (!strcmp(a, "--lr-decay") && (v = NEXT()))
@@ -188,6 +190,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     if (o->set_average) p.average = given.average;
     if (o->set_lr_decay) p.lr_decay = given.lr_decay;
     if (o->set_snapshots) p.snapshots = given.snapshots;
+    if (o->set_nb_init) p.nb_init = given.nb_init;
     return p;
 }
 
@@ -218,6 +221,7 @@ static const char text_usage[] =
     "         --min-count N --max-tokens N --max-vocab N --freeze --lazy-adam --l2 X --seed N "
     "--quiet\n"
     "         RNNs: --pool max|meanmax --nets N --snapshots N --average EPOCHS --lr-decay X\n"
+    "         --nb-init 0|1\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"

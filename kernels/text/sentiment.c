@@ -50,6 +50,7 @@ sent_params_t sent_defaults(int kind) {
     p.average = 0;
     p.lr_decay = 1.0f;
     p.snapshots = kind == SENT_LSTM ? 3 : 1;
+    p.nb_init = 0;
     return p;
 }
 
@@ -190,6 +191,48 @@ static int by_len(const void *a, const void *b) {
     return ((const seq_t *)a)->len - ((const seq_t *)b)->len;
 }
 
+/* The last embedding column of every word: its naive-Bayes log-count
+ * ratio on the training sentences, log((a + pos_w) / |a + pos|) - log((a +
+ * neg_w) / |a + neg|) with binarized counts and a = 1 (as NBSVM), scaled
+ * to the RMS of the other columns (the first emb_dim; 0: the random init's
+ * 0.1 / sqrt(3)). A sentiment prior for each word that training refines,
+ * estimated from every training sentence at once. Returns 0 or -1 (out of
+ * memory). */
+static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
+    size_t V = (size_t)net->vocab, D = (size_t)net->dim;
+    double *cnt = calloc(2 * V, sizeof *cnt);
+    size_t *mark = calloc(V, sizeof *mark);
+    if (!cnt || !mark) {
+        free(cnt), free(mark);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int t = 0; t < seqs[i].len; t++) {
+            int32_t id = seqs[i].ids[t];
+            if (mark[id] == i + 1) continue;
+            mark[id] = i + 1;
+            cnt[(size_t)(seqs[i].label ? V : 0) + (size_t)id] += 1;
+        }
+    double s0 = (double)V, s1 = (double)V, rr = 0, ee = 0;
+    size_t nr = 0, ne = 0;
+    for (size_t w = 0; w < V; w++) s0 += cnt[w], s1 += cnt[V + w];
+    for (size_t w = 0; w < V; w++) {
+        double r = log((1 + cnt[V + w]) / s1) - log((1 + cnt[w]) / s0);
+        cnt[w] = r; /* reused for the ratio */
+        if (cnt[V + w] + mark[w] > 0) rr += r * r, nr++;
+        for (size_t d = 0; d < (size_t)emb_dim && d + 1 < D; d++) {
+            double x = net->emb[w * D + d];
+            ee += x * x, ne++;
+        }
+    }
+    double rms_r = nr ? sqrt(rr / (double)nr) : 1, rms_e = ne ? sqrt(ee / (double)ne) : 0.0577;
+    if (rms_r <= 0) rms_r = 1;
+    if (rms_e <= 0) rms_e = 0.0577;
+    for (size_t w = 0; w < V; w++) net->emb[w * D + D - 1] = (float)(cnt[w] * rms_e / rms_r);
+    free(cnt), free(mark);
+    return 0;
+}
+
 static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
                                const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
                                size_t errstr_size) {
@@ -235,19 +278,16 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)m->vocab->n,
                              p->dim, p->hidden, 2, p->seed + (uint64_t)(k / S));
         if (!m->nets[k]) goto oom;
-        if (k > 0)
-            memcpy(m->nets[k]->emb, m->nets[0]->emb,
-                   (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
-        else if (emb)
-            for (uint32_t i = 1; i < m->vocab->n; i++) {
-                int64_t e = vocab_find(emb->vocab, m->vocab->words[i]);
-                if (e >= 0)
-                    memcpy(m->nets[0]->emb + (size_t)i * p->dim, emb->vec + (size_t)e * emb->dim,
-                           (size_t)p->dim * sizeof(float));
-            }
     }
     m->rnn = m->nets[0];
     m->n_nets = members;
+    if (emb)
+        for (uint32_t i = 1; i < m->vocab->n; i++) {
+            int64_t e = vocab_find(emb->vocab, m->vocab->words[i]);
+            if (e >= 0)
+                memcpy(m->rnn->emb + (size_t)i * p->dim, emb->vec + (size_t)e * emb->dim,
+                       (size_t)emb->dim * sizeof(float));
+        }
     for (size_t i = 0; i < n; i++) {
         size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
         seqs[i].ids = malloc(nt * sizeof(int32_t) + 1);
@@ -255,6 +295,9 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         seqs[i].len = (int)vocab_ids(m->vocab, toks, nt, 0, seqs[i].ids);
         seqs[i].label = ex[i].label;
     }
+    if (p->nb_init && nb_column(m->rnn, seqs, n, emb ? emb->dim : 0) < 0) goto oom;
+    for (int k = 1; k < members; k++)
+        memcpy(m->nets[k]->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
     grad = calloc(m->rnn->n_params, sizeof *grad);
     if (p->average > 0 && !(avg = malloc(m->rnn->n_params * sizeof *avg))) goto oom;
     /* Embedding rows are updated only where the batch has their words
@@ -421,6 +464,7 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     m->p = *p;
     if (is_rnn(p->kind)) {
         if (emb) m->p.dim = emb->dim;
+        if (emb) m->p.dim = emb->dim + (p->nb_init ? 1 : 0);
         /* No more snapshots than epochs (e.g. a one-epoch run of a recipe). */
         if (m->p.snapshots > (p->epochs > 1 ? p->epochs : 1))
             m->p.snapshots = p->epochs > 1 ? p->epochs : 1;
@@ -475,7 +519,8 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_u32(f, (uint32_t)p->freeze) || put_u32(f, (uint32_t)p->lazy) ||
               put_u32(f, (uint32_t)p->pool) || put_u32(f, (uint32_t)p->nets) ||
               put_u32(f, (uint32_t)p->average) || put_f32(f, p->lr_decay) ||
-              put_u32(f, (uint32_t)p->snapshots) || vocab_write(m->vocab, f);
+              put_u32(f, (uint32_t)p->snapshots) || put_u32(f, (uint32_t)p->nb_init) ||
+              vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
@@ -571,6 +616,7 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         p->average = (int)rd_u32(&r);
         p->lr_decay = rd_f32(&r);
         p->snapshots = (int)rd_u32(&r);
+        p->nb_init = (int)rd_u32(&r);
     } else {
         /* Version 1: max pooling, one network (bilstm: two). */
         p->pool = RNN_POOL_MAX;
@@ -578,6 +624,7 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         p->average = 0;
         p->lr_decay = 1.0f;
         p->snapshots = 1;
+        p->nb_init = 0;
     }
     if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
         p->max_tokens > 100000 || p->nets < 1 || p->snapshots < 1 || p->nets > SENT_MAX_NETS ||

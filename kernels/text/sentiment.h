@@ -62,6 +62,9 @@ typedef struct sent_params {
     int snapshots;  /* RNN: each network's weights at the end of its last
                      * `snapshots` epochs are all kept, probabilities averaged
                      * (a snapshot ensemble); nets x snapshots <= SENT_MAX_NETS */
+    int nb_init;    /* RNN: the embeddings' last column starts as each word's
+                     * naive-Bayes log-count ratio on the training data (with
+                     * given embeddings, one column is added for it) */
 } sent_params_t;
 
 #define SENT_MAX_NETS 16
