@@ -198,6 +198,7 @@ static int by_len(const void *a, const void *b) {
  * 0.1 / sqrt(3)). A sentiment prior for each word that training refines,
  * estimated from every training sentence at once. Returns 0 or -1 (out of
  * memory). */
+#define NB_SHRINK 5.0
 static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
     size_t V = (size_t)net->vocab, D = (size_t)net->dim;
     double *cnt = calloc(2 * V, sizeof *cnt);
@@ -217,7 +218,11 @@ static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
     size_t nr = 0, ne = 0;
     for (size_t w = 0; w < V; w++) s0 += cnt[w], s1 += cnt[V + w];
     for (size_t w = 0; w < V; w++) {
-        double r = log((1 + cnt[V + w]) / s1) - log((1 + cnt[w]) / s0);
+        /* Shrunk by n / (n + NB_SHRINK) for a word in n sentences: a rare
+         * word's ratio mostly restates its few training labels, which the
+         * network would learn to trust and then meet unseen at test time. */
+        double nw = cnt[w] + cnt[V + w];
+        double r = (log((1 + cnt[V + w]) / s1) - log((1 + cnt[w]) / s0)) * nw / (nw + NB_SHRINK);
         cnt[w] = r; /* reused for the ratio */
         if (cnt[V + w] + mark[w] > 0) rr += r * r, nr++;
         for (size_t d = 0; d < (size_t)emb_dim && d + 1 < D; d++) {
