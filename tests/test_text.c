@@ -332,8 +332,9 @@ static void test_model_files(void **state) {
 }
 
 /* Ensembles of RNNs (seeds x snapshots, mean+max pooling, averaged
- * weights, the naive-Bayes embedding column) round trip through files; version-1 files (before
- * these fields) still load; bad values in the header are refused. */
+ * weights, the naive-Bayes embedding column) round trip through files;
+ * version-1 files (before these fields) still load; bad values in the
+ * header are refused. */
 static void test_rnn_ensemble_files(void **state) {
     (void)state;
     char *s1, err[256];
