@@ -2,6 +2,7 @@
  * LSTM/GRU gradients against finite differences, small trainings that must
  * reach a stated accuracy, word2vec neighbours, and model files. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,6 +139,47 @@ static void test_vocab_roundtrip(void **state) {
     free(buf);
     vocab_destroy(p);
     vocab_destroy(v);
+}
+
+/* Threads pruning their own vocabularies at once (eval --threads trains
+ * folds in parallel) each get their own words in count order. */
+typedef struct prune_job {
+    int id, bad;
+} prune_job_t;
+
+static void *prune_thread(void *arg) {
+    prune_job_t *j = arg;
+    vocab_t *v = vocab_new();
+    char w[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(w, sizeof w, "t%d-w%04d", j->id, i);
+        vocab_add(v, w, (uint64_t)(1 + (i * 7919) % 5000));
+    }
+    for (int round = 0; round < 30; round++) {
+        vocab_t *p = vocab_prune(v, 2, 0, 1);
+        if (!p || p->n != 5000) { /* counts 1..5000 once each: 4999 kept + unknown */
+            j->bad++;
+            vocab_destroy(p);
+            continue;
+        }
+        for (uint32_t i = 2; i < p->n; i++)
+            if (p->counts[i] > p->counts[i - 1] || strncmp(p->words[i], w, 3) != 0) j->bad++;
+        vocab_destroy(p);
+    }
+    vocab_destroy(v);
+    return NULL;
+}
+
+static void test_vocab_prune_threads(void **state) {
+    (void)state;
+    pthread_t th[4];
+    prune_job_t jobs[4] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, prune_thread, &jobs[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
 }
 
 /* ---- gradient checks ---- */
@@ -484,11 +526,11 @@ int main(void) {
         cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
         cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
         cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
-        cmocka_unit_test(test_lstm_gradients),       cmocka_unit_test(test_gru_gradients),
-        cmocka_unit_test(test_lstm_learns_negation), cmocka_unit_test(test_gru_learns_negation),
-        cmocka_unit_test(test_bow_learns_negation),  cmocka_unit_test(test_bow_on_review_sample),
-        cmocka_unit_test(test_model_files),          cmocka_unit_test(test_word2vec_topics),
-        cmocka_unit_test(test_rnn_ensemble_files),
+        cmocka_unit_test(test_vocab_prune_threads),  cmocka_unit_test(test_lstm_gradients),
+        cmocka_unit_test(test_gru_gradients),        cmocka_unit_test(test_lstm_learns_negation),
+        cmocka_unit_test(test_gru_learns_negation),  cmocka_unit_test(test_bow_learns_negation),
+        cmocka_unit_test(test_bow_on_review_sample), cmocka_unit_test(test_model_files),
+        cmocka_unit_test(test_word2vec_topics),      cmocka_unit_test(test_rnn_ensemble_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
