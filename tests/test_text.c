@@ -2,6 +2,7 @@
  * LSTM/GRU gradients against finite differences, small trainings that must
  * reach a stated accuracy, word2vec neighbours, and model files. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -140,11 +141,52 @@ static void test_vocab_roundtrip(void **state) {
     vocab_destroy(v);
 }
 
+/* Threads pruning their own vocabularies at once (eval --threads trains
+ * folds in parallel) each get their own words in count order. */
+typedef struct prune_job {
+    int id, bad;
+} prune_job_t;
+
+static void *prune_thread(void *arg) {
+    prune_job_t *j = arg;
+    vocab_t *v = vocab_new();
+    char w[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(w, sizeof w, "t%d-w%04d", j->id, i);
+        vocab_add(v, w, (uint64_t)(1 + (i * 7919) % 5000));
+    }
+    for (int round = 0; round < 30; round++) {
+        vocab_t *p = vocab_prune(v, 2, 0, 1);
+        if (!p || p->n != 5000) { /* counts 1..5000 once each: 4999 kept + unknown */
+            j->bad++;
+            vocab_destroy(p);
+            continue;
+        }
+        for (uint32_t i = 2; i < p->n; i++)
+            if (p->counts[i] > p->counts[i - 1] || strncmp(p->words[i], w, 3) != 0) j->bad++;
+        vocab_destroy(p);
+    }
+    vocab_destroy(v);
+    return NULL;
+}
+
+static void test_vocab_prune_threads(void **state) {
+    (void)state;
+    pthread_t th[4];
+    prune_job_t jobs[4] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, prune_thread, &jobs[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+}
+
 /* ---- gradient checks ---- */
 
-static void gradcheck(int cell) {
+static void gradcheck(int cell, int pool) {
     const int V = 6, D = 3, H = 4, B = 3, T = 5;
-    rnn_t *m = rnn_new(cell, V, D, H, 2, 7);
+    rnn_t *m = rnn_new(cell, pool, V, D, H, 2, 7);
     assert_non_null(m);
     /* Larger weights than the init, so the gates are away from 0.5. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 2.0f;
@@ -174,7 +216,8 @@ static void gradcheck(int cell) {
     /* Max pooling is piecewise: a step of eps that switches an argmax (a
      * near tie, likely when gates saturate) breaks the finite difference, so
      * the weights are only doubled. A wrong gradient gives errors near 1. */
-    print_message("%s: %d parameters, max relative error %.2e\n", cell == RNN_GRU ? "GRU" : "LSTM",
+    print_message("%s, %s pooling: %d parameters, max relative error %.2e\n",
+                  cell == RNN_GRU ? "GRU" : "LSTM", pool == RNN_POOL_MAX ? "max" : "mean+max",
                   checked, max_err);
     assert_true(max_err < 1e-2);
     /* The padding id 0 of a real step gets a gradient too. */
@@ -186,11 +229,13 @@ static void gradcheck(int cell) {
 
 static void test_lstm_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_LSTM);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX);
 }
 static void test_gru_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_GRU);
+    gradcheck(RNN_GRU, RNN_POOL_MAX);
+    gradcheck(RNN_GRU, RNN_POOL_MEANMAX);
 }
 
 /* ---- small trainings ---- */
@@ -328,6 +373,89 @@ static void test_model_files(void **state) {
     free(tr), free(s1);
 }
 
+/* Ensembles of RNNs (seeds x snapshots, mean+max pooling, averaged
+ * weights, the naive-Bayes embedding column) round trip through files;
+ * version-1 files (before these fields) still load; bad values in the
+ * header are refused. */
+static void test_rnn_ensemble_files(void **state) {
+    (void)state;
+    char *s1, err[256];
+    sent_example_t *tr = synthetic(200, 5, &s1);
+    char path[] = "/tmp/test_text_ens.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    size_t single_len = 0;
+    for (int variant = 0; variant < 3; variant++) {
+        sent_params_t p = sent_defaults(variant == 2 ? SENT_BILSTM : SENT_LSTM);
+        p.dim = 8, p.hidden = 8, p.epochs = 3, p.nets = 1, p.snapshots = 1, p.average = 0;
+        p.pool = RNN_POOL_MAX;
+        if (variant > 0)
+            p.nets = 2, p.snapshots = 2, p.average = 1, p.pool = RNN_POOL_MEANMAX, p.nb_init = 1;
+        sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null(m);
+        assert_int_equal(sent_save(m, path, err, sizeof err), 0);
+        size_t len;
+        unsigned char *d = sent_read_file(path, &len, err, sizeof err);
+        assert_non_null(d);
+        sent_model_t *l = sent_load_mem(d, len, err, sizeof err);
+        assert_non_null(l);
+        assert_int_equal(sent_params(l)->nets, p.nets);
+        assert_int_equal(sent_params(l)->snapshots, p.snapshots);
+        assert_int_equal(sent_params(l)->pool, p.pool);
+        for (int i = 0; i < 50; i++)
+            assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                        sent_predict(l, tr[i].text, tr[i].len, NULL));
+        sent_destroy(l);
+        if (variant == 0) {
+            single_len = len;
+            /* The same file in the version-1 layout (no pool, nets, average,
+             * lr_decay, snapshots, nb_init after `lazy`, at byte 72) loads and
+             * predicts the same. */
+            unsigned char *v1 = malloc(len);
+            memcpy(v1, d, 72);
+            memcpy(v1 + 72, d + 96, len - 96);
+            v1[4] = 1;
+            l = sent_load_mem(v1, len - 24, err, sizeof err);
+            assert_non_null(l);
+            assert_int_equal(sent_params(l)->nets, 1);
+            for (int i = 0; i < 50; i++)
+                assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                            sent_predict(l, tr[i].text, tr[i].len, NULL));
+            sent_destroy(l);
+            free(v1);
+            /* Bad header values: pool 2, nets 0, 17 members, version 3. */
+            const struct {
+                size_t off;
+                unsigned char byte;
+            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {4, 3}};
+            for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+                unsigned char keep = d[bad[b].off];
+                d[bad[b].off] = bad[b].byte;
+                assert_null(sent_load_mem(d, len, err, sizeof err));
+                d[bad[b].off] = keep;
+            }
+        } else {
+            /* Four networks of the same shape; mean+max doubles the dense
+             * layer, which is small next to the embeddings. */
+            assert_true(len > 3 * single_len);
+            size_t step = len / 499;
+            for (size_t cut = 0; cut < len; cut += step)
+                assert_null(sent_load_mem(d, cut, err, sizeof err));
+        }
+        free(d);
+        sent_destroy(m);
+    }
+    /* Training refuses impossible ensembles. */
+    sent_params_t p = sent_defaults(SENT_LSTM);
+    p.nets = 0;
+    assert_null(sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err));
+    p.nets = 4, p.snapshots = 5;
+    assert_null(sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err));
+    unlink(path);
+    free(tr), free(s1);
+}
+
 /* Two topics whose words never meet: each word's nearest neighbours come
  * from its own topic, for skip-gram and CBOW, on two threads; the file
  * round trip keeps the vectors. */
@@ -398,10 +526,11 @@ int main(void) {
         cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
         cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
         cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
-        cmocka_unit_test(test_lstm_gradients),       cmocka_unit_test(test_gru_gradients),
-        cmocka_unit_test(test_lstm_learns_negation), cmocka_unit_test(test_gru_learns_negation),
-        cmocka_unit_test(test_bow_learns_negation),  cmocka_unit_test(test_bow_on_review_sample),
-        cmocka_unit_test(test_model_files),          cmocka_unit_test(test_word2vec_topics),
+        cmocka_unit_test(test_vocab_prune_threads),  cmocka_unit_test(test_lstm_gradients),
+        cmocka_unit_test(test_gru_gradients),        cmocka_unit_test(test_lstm_learns_negation),
+        cmocka_unit_test(test_gru_learns_negation),  cmocka_unit_test(test_bow_learns_negation),
+        cmocka_unit_test(test_bow_on_review_sample), cmocka_unit_test(test_model_files),
+        cmocka_unit_test(test_word2vec_topics),      cmocka_unit_test(test_rnn_ensemble_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

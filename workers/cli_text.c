@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/text/lstm.h"
 #include "kernels/text/sentiment.h"
 #include "kernels/text/word2vec.h"
 #include "pipeline/models.h"
@@ -111,7 +112,8 @@ typedef struct text_opts {
     const char *pos, *neg, *data, *model, *out, *embeddings;
     int folds, max_folds, threads, quiet;
     sent_params_t p;
-    int set_epochs, set_min_count;
+    int set_epochs, set_min_count, set_pool, set_nets, set_average, set_lr_decay, set_snapshots,
+        set_nb_init, bad_pool;
 } text_opts_t;
 
 static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
@@ -143,8 +145,53 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--freeze")) return o->p.freeze = 1, 1;
     if (!strcmp(a, "--lazy-adam")) return o->p.lazy = 1, 1;
     if (!strcmp(a, "--quiet")) return o->quiet = 1, 1;
+    if (!strcmp(a, "--pool") && (v = NEXT())) {
+        o->set_pool = 1;
+        if (!strcmp(v, "max")) return o->p.pool = RNN_POOL_MAX, 1;
+        if (!strcmp(v, "meanmax")) return o->p.pool = RNN_POOL_MEANMAX, 1;
+        return o->bad_pool = 1, 1;
+    }
+    if (!strcmp(a, "--nets") && (v = NEXT())) return o->p.nets = atoi(v), o->set_nets = 1, 1;
+    if (!strcmp(a, "--average") && (v = NEXT()))
+        return o->p.average = atoi(v), o->set_average = 1, 1;
+    if (!strcmp(a, "--nb-init") && (v = NEXT()))
+        return o->p.nb_init = atoi(v), o->set_nb_init = 1, 1;
+    if (!strcmp(a, "--snapshots") && (v = NEXT()))
+        return o->p.snapshots = atoi(v), o->set_snapshots = 1, 1;
+    if (!strcmp(a, "--lr-decay") && (v = NEXT()))
+        return o->p.lr_decay = (float)atof(v), o->set_lr_decay = 1, 1;
 #undef NEXT
     return 0;
+}
+
+/* Defaults of kind, then what the command line changed (o->p started as
+ * *dflt). */
+static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_params_t *dflt) {
+    sent_params_t p = sent_defaults(kind), given = o->p;
+#define KEEP(f)                                                                                    \
+    if (memcmp(&given.f, &dflt->f, sizeof given.f)) p.f = given.f
+    KEEP(dim);
+    KEEP(hidden);
+    KEEP(batch);
+    KEEP(max_tokens);
+    KEEP(lr);
+    KEEP(dropout);
+    KEEP(dropout_in);
+    KEEP(l2);
+    KEEP(seed);
+    KEEP(max_vocab);
+    KEEP(freeze);
+    KEEP(lazy);
+#undef KEEP
+    if (o->set_epochs) p.epochs = given.epochs;
+    if (o->set_min_count) p.min_count = given.min_count;
+    if (o->set_pool) p.pool = given.pool;
+    if (o->set_nets) p.nets = given.nets;
+    if (o->set_average) p.average = given.average;
+    if (o->set_lr_decay) p.lr_decay = given.lr_decay;
+    if (o->set_snapshots) p.snapshots = given.snapshots;
+    if (o->set_nb_init) p.nb_init = given.nb_init;
+    return p;
 }
 
 static int load_data(const text_opts_t *o, dataset_t *d, const char *cmd) {
@@ -173,6 +220,8 @@ static const char text_usage[] =
     "options: --epochs N --dim N --hidden N --batch N --lr X --dropout X --dropout-in X\n"
     "         --min-count N --max-tokens N --max-vocab N --freeze --lazy-adam --l2 X --seed N "
     "--quiet\n"
+    "         RNNs: --pool max|meanmax --nets N --snapshots N --average EPOCHS --lr-decay X\n"
+    "         --nb-init 0|1\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"
@@ -199,25 +248,11 @@ int cmd_train_sentiment(int argc, char **argv) {
                 k < 0 ? "unknown --model kind" : "--out missing", text_usage);
         return 2;
     }
-    /* Defaults of the kind, then what the command line changed. */
-    sent_params_t p = sent_defaults(k), given = o.p;
-#define KEEP(f)                                                                                    \
-    if (memcmp(&given.f, &dflt.f, sizeof given.f)) p.f = given.f
-    KEEP(dim);
-    KEEP(hidden);
-    KEEP(batch);
-    KEEP(max_tokens);
-    KEEP(lr);
-    KEEP(dropout);
-    KEEP(dropout_in);
-    KEEP(l2);
-    KEEP(seed);
-    KEEP(max_vocab);
-    KEEP(freeze);
-    KEEP(lazy);
-#undef KEEP
-    if (o.set_epochs) p.epochs = given.epochs;
-    if (o.set_min_count) p.min_count = given.min_count;
+    if (o.bad_pool) {
+        fprintf(stderr, "reel train sentiment: --pool max or meanmax\n");
+        return 2;
+    }
+    sent_params_t p = kind_params(k, &o, &dflt);
     dataset_t d = {0};
     char err[512];
     if (load_data(&o, &d, "train sentiment") < 0) {
@@ -369,8 +404,9 @@ int cmd_eval_sentiment(int argc, char **argv) {
         fprintf(stderr, "reel eval sentiment: unknown option %s\n%s", argv[i], text_usage);
         return 2;
     }
-    if (!o.model) {
-        fprintf(stderr, "reel eval sentiment: --model FILE|KIND missing\n%s", text_usage);
+    if (!o.model || o.bad_pool) {
+        fprintf(stderr, "reel eval sentiment: %s\n%s",
+                o.bad_pool ? "--pool max or meanmax" : "--model FILE|KIND missing", text_usage);
         return 2;
     }
     char err[512];
@@ -413,26 +449,7 @@ int cmd_eval_sentiment(int argc, char **argv) {
     if (m) {
         p = *sent_params(m);
     } else {
-        p = sent_defaults(k);
-        sent_params_t g = o.p;
-#define KEEP(f)                                                                                    \
-    if (memcmp(&g.f, &dflt.f, sizeof g.f)) p.f = g.f
-        KEEP(dim);
-        KEEP(hidden);
-        KEEP(batch);
-        KEEP(max_tokens);
-        KEEP(lr);
-        KEEP(dropout);
-        KEEP(dropout_in);
-        KEEP(l2);
-        KEEP(seed);
-        KEEP(max_vocab);
-        KEEP(freeze);
-        KEEP(lazy);
-        KEEP(max_vocab);
-#undef KEEP
-        if (o.set_epochs) p.epochs = g.epochs;
-        if (o.set_min_count) p.min_count = g.min_count;
+        p = kind_params(k, &o, &dflt);
     }
     if (o.embeddings && !(emb = w2v_load(o.embeddings, err, sizeof err))) {
         fprintf(stderr, "reel eval sentiment: %s\n", err);

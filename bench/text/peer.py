@@ -2,7 +2,11 @@
 """Peers of reel's text kernels for bench/text/run: gensim word2vec and a
 PyTorch LSTM classifier with reel's architecture (embedding -> LSTM -> max
 pooling over time -> dropout -> dense -> softmax; Adam, clipping 5, batch
-32, input dropout 0.4, output dropout 0.5). Prints one JSON line."""
+32, input dropout 0.4, output dropout 0.5). env MEMBERS=K: the classifier
+is K such networks whose probabilities are averaged (reel's --nets and
+--snapshots ensembles): inference runs all K, training times one epoch of
+each of the `TRAINED` (default K) networks. Prints one JSON line."""
+import os
 import json
 import random
 import re
@@ -73,41 +77,47 @@ def lstm(pos, neg, mode, cell="lstm"):
             h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, padding_value=-1e9)
             return self.out(self.drop(h.max(1).values))
 
-    net = Net(len(vocab))
+    members = int(os.environ.get("MEMBERS", "1"))
+    trained = int(os.environ.get("TRAINED", str(members)))
+    nets = [Net(len(vocab)) for _ in range(members)]
     if mode == "train":
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        random.shuffle(data)
-        chunk = 32 * 50
-        for s in range(0, len(data), chunk):
-            data[s:s + chunk] = sorted(data[s:s + chunk], key=lambda e: len(e[0]))
-        batches = [data[i:i + 32] for i in range(0, len(data), 32)]
-        random.shuffle(batches)
-        net.train()
-        t0 = time.perf_counter()
-        for b in batches:
-            T = max(len(e[0]) for e in b)
-            ids = torch.tensor([e[0] + [0] * (T - len(e[0])) for e in b])
-            lens = torch.tensor([len(e[0]) for e in b])
-            y = torch.tensor([e[1] for e in b])
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(ids, lens), y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-        el = time.perf_counter() - t0
-        print(json.dumps({"peer": "pytorch", "cell": cell, "examples": len(data), "epoch_seconds": round(el, 2)}))
+        el = 0.0
+        for net in nets[:trained]:
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            random.shuffle(data)
+            chunk = 32 * 50
+            for s in range(0, len(data), chunk):
+                data[s:s + chunk] = sorted(data[s:s + chunk], key=lambda e: len(e[0]))
+            batches = [data[i:i + 32] for i in range(0, len(data), 32)]
+            random.shuffle(batches)
+            net.train()
+            t0 = time.perf_counter()
+            for b in batches:
+                T = max(len(e[0]) for e in b)
+                ids = torch.tensor([e[0] + [0] * (T - len(e[0])) for e in b])
+                lens = torch.tensor([len(e[0]) for e in b])
+                y = torch.tensor([e[1] for e in b])
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(net(ids, lens), y)
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+            el += time.perf_counter() - t0
+        print(json.dumps({"peer": "pytorch", "cell": cell, "examples": len(data), "networks": trained,
+                          "epoch_seconds": round(el, 2)}))
     else:
-        net.eval()
+        for net in nets:
+            net.eval()
         n = min(len(data), 4000)
         sample = random.Random(2).sample(data, n)
         t0 = time.perf_counter()
         with torch.inference_mode():
             for ids, _ in sample:
-                x = torch.tensor([ids])
-                net(x, torch.tensor([len(ids)])).softmax(-1)
+                x, lens = torch.tensor([ids]), torch.tensor([len(ids)])
+                p = sum(net(x, lens).softmax(-1) for net in nets) / len(nets)
         el = time.perf_counter() - t0
-        print(json.dumps({"peer": "pytorch", "cell": cell, "sentences": n, "seconds": round(el, 2),
-                          "sentences_per_s": round(n / el)}))
+        print(json.dumps({"peer": "pytorch", "cell": cell, "members": members, "sentences": n,
+                          "seconds": round(el, 2), "sentences_per_s": round(n / el)}))
 
 
 if __name__ == "__main__":

@@ -8,23 +8,24 @@
 
 struct rnn_work {
     int max_b, max_t;
-    float *x;                     /* T*B x D: input embeddings after dropout */
-    float *xmask;                 /* T*B x D: dropout scale per input */
-    float *zx;                    /* T*B x G: X Wx + bx */
-    float *gates;                 /* T*B x G: activated gates */
-    float *zh;                    /* T*B x G: GRU only: h Wh + bh */
-    float *c;                     /* (T+1)*B x H: LSTM cell states */
-    float *h;                     /* (T+1)*B x H: hidden states, h[0] = 0 */
-    float *pool;                  /* B x H */
-    int *argmax;                  /* B x H: the step each pooled value came from, -1: none */
-    float *pmask;                 /* B x H */
-    float *pd;                    /* B x H: pooled after dropout */
-    float *probs;                 /* B x C */
-    float *dzx;                   /* T*B x G */
-    float *dzh;                   /* T*B x G (GRU) */
-    float *dh, *dc, *dhn, *dpool; /* B x H */
-    float *dx;                    /* T*B x D */
-    float *dlog;                  /* B x C */
+    float *x;             /* T*B x D: input embeddings after dropout */
+    float *xmask;         /* T*B x D: dropout scale per input */
+    float *zx;            /* T*B x G: X Wx + bx */
+    float *gates;         /* T*B x G: activated gates */
+    float *zh;            /* T*B x G: GRU only: h Wh + bh */
+    float *c;             /* (T+1)*B x H: LSTM cell states */
+    float *h;             /* (T+1)*B x H: hidden states, h[0] = 0 */
+    float *pool;          /* B x P */
+    int *argmax;          /* B x H: the step each maximum came from, -1: none */
+    float *pmask;         /* B x P */
+    float *pd;            /* B x P: pooled after dropout */
+    float *probs;         /* B x C */
+    float *dzx;           /* T*B x G */
+    float *dzh;           /* T*B x G (GRU) */
+    float *dh, *dc, *dhn; /* B x H */
+    float *dpool;         /* B x P */
+    float *dx;            /* T*B x D */
+    float *dlog;          /* B x C */
 };
 
 static uint64_t xorshift(uint64_t *s) {
@@ -40,15 +41,19 @@ static float sigm(float x) {
     return 1.0f / (1.0f + expf(-x));
 }
 
-rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t seed) {
+rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, uint64_t seed) {
     if (vocab <= 0 || dim <= 0 || hidden <= 0 || classes <= 0) return NULL;
+    if (pool != RNN_POOL_MAX && pool != RNN_POOL_MEANMAX) return NULL;
     rnn_t *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->cell = cell;
+    m->pool = pool;
     m->vocab = vocab, m->dim = dim, m->hidden = hidden, m->classes = classes;
     m->gates = (cell == RNN_GRU ? 3 : 4) * hidden;
-    size_t G = (size_t)m->gates, H = (size_t)hidden, D = (size_t)dim, C = (size_t)classes;
-    m->n_params = (size_t)vocab * D + D * G + H * G + 2 * G + H * C + C;
+    m->pooled = (pool == RNN_POOL_MEANMAX ? 2 : 1) * hidden;
+    size_t G = (size_t)m->gates, H = (size_t)hidden, D = (size_t)dim, C = (size_t)classes,
+           P = (size_t)m->pooled;
+    m->n_params = (size_t)vocab * D + D * G + H * G + 2 * G + P * C + C;
     m->params = malloc(m->n_params * sizeof *m->params);
     if (!m->params) {
         free(m);
@@ -60,7 +65,7 @@ rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t s
     m->wh = p, p += H * G;
     m->bx = p, p += G;
     m->bh = p, p += G;
-    m->wo = p, p += H * C;
+    m->wo = p, p += P * C;
     m->bo = p;
     uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
     for (size_t i = 0; i < (size_t)vocab * D; i++) m->emb[i] = (uniform01(&rng) * 2 - 1) * 0.1f;
@@ -70,7 +75,7 @@ rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t s
     memset(m->bx, 0, 2 * G * sizeof *m->bx);
     if (cell == RNN_LSTM)
         for (size_t j = H; j < 2 * H; j++) m->bx[j] = 1.0f;
-    for (size_t i = 0; i < H * C; i++) m->wo[i] = (uniform01(&rng) * 2 - 1) * k;
+    for (size_t i = 0; i < P * C; i++) m->wo[i] = (uniform01(&rng) * 2 - 1) * k;
     memset(m->bo, 0, C * sizeof *m->bo);
     return m;
 }
@@ -96,7 +101,7 @@ rnn_work_t *rnn_work_new(const rnn_t *m, int max_batch, int max_len) {
     rnn_work_t *w = calloc(1, sizeof *w);
     if (!w) return NULL;
     size_t B = (size_t)max_batch, T = (size_t)max_len, D = (size_t)m->dim, H = (size_t)m->hidden,
-           G = (size_t)m->gates, C = (size_t)m->classes;
+           G = (size_t)m->gates, C = (size_t)m->classes, P = (size_t)m->pooled;
     w->max_b = max_batch, w->max_t = max_len;
     int ok =
         (w->x = malloc(T * B * D * sizeof(float))) &&
@@ -106,13 +111,13 @@ rnn_work_t *rnn_work_new(const rnn_t *m, int max_batch, int max_len) {
         (w->zh = malloc(T * B * G * sizeof(float))) &&
         (w->c = malloc((T + 1) * B * H * sizeof(float))) &&
         (w->h = malloc((T + 1) * B * H * sizeof(float))) &&
-        (w->pool = malloc(B * H * sizeof(float))) && (w->argmax = malloc(B * H * sizeof(int))) &&
-        (w->pmask = malloc(B * H * sizeof(float))) && (w->pd = malloc(B * H * sizeof(float))) &&
+        (w->pool = malloc(B * P * sizeof(float))) && (w->argmax = malloc(B * H * sizeof(int))) &&
+        (w->pmask = malloc(B * P * sizeof(float))) && (w->pd = malloc(B * P * sizeof(float))) &&
         (w->probs = malloc(B * C * sizeof(float))) &&
         (w->dzx = malloc(T * B * G * sizeof(float))) &&
         (w->dzh = malloc(T * B * G * sizeof(float))) && (w->dh = malloc(B * H * sizeof(float))) &&
         (w->dc = malloc(B * H * sizeof(float))) && (w->dhn = malloc(B * H * sizeof(float))) &&
-        (w->dpool = malloc(B * H * sizeof(float))) && (w->dx = malloc(T * B * D * sizeof(float))) &&
+        (w->dpool = malloc(B * P * sizeof(float))) && (w->dx = malloc(T * B * D * sizeof(float))) &&
         (w->dlog = malloc(B * C * sizeof(float)));
     if (!ok) {
         rnn_work_destroy(w);
@@ -123,7 +128,7 @@ rnn_work_t *rnn_work_new(const rnn_t *m, int max_batch, int max_len) {
 
 float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *lens, int B, int T,
                   const int *labels, float p_in, float p_out, uint64_t *rng, float *probs) {
-    const int D = m->dim, H = m->hidden, G = m->gates, C = m->classes;
+    const int D = m->dim, H = m->hidden, G = m->gates, C = m->classes, P = m->pooled;
     if (B > w->max_b) B = w->max_b;
     if (T > w->max_t) T = w->max_t;
     /* Gather embeddings, time-major, with input dropout. */
@@ -187,18 +192,30 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
             }
         }
     }
-    /* Max pooling over each sequence's steps, dropout, dense, softmax. */
+    /* Pooling over each sequence's steps (max; mean after it), dropout,
+     * dense, softmax. */
     float loss = 0;
     for (int b = 0; b < B; b++) {
-        float *pl = w->pool + (size_t)b * H, *pd = w->pd + (size_t)b * H,
-              *pm = w->pmask + (size_t)b * H;
-        int *am = w->argmax + (size_t)b * H;
+        float *pl = w->pool + (size_t)b * P, *pd = w->pd + (size_t)b * P,
+              *pm = w->pmask + (size_t)b * P;
+        int *am = w->argmax + (size_t)b * H, n = lens[b] < T ? lens[b] : T;
         for (int j = 0; j < H; j++) {
             pl[j] = 0, am[j] = -1;
-            for (int t = 0; t < lens[b] && t < T; t++) {
+            for (int t = 0; t < n; t++) {
                 float v = w->h[((size_t)(t + 1) * B + b) * H + j];
                 if (am[j] < 0 || v > pl[j]) pl[j] = v, am[j] = t;
             }
+        }
+        if (m->pool == RNN_POOL_MEANMAX) {
+            float *mean = pl + H;
+            memset(mean, 0, (size_t)H * sizeof *mean);
+            for (int t = 0; t < n; t++) {
+                const float *ht = w->h + ((size_t)(t + 1) * B + b) * H;
+                for (int j = 0; j < H; j++) mean[j] += ht[j];
+            }
+            for (int j = 0; j < H && n > 0; j++) mean[j] /= (float)n;
+        }
+        for (int j = 0; j < P; j++) {
             pm[j] =
                 (rng && p_out > 0) ? (uniform01(rng) < keep_out ? 1.0f / keep_out : 0.0f) : 1.0f;
             pd[j] = pl[j] * pm[j];
@@ -207,7 +224,7 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
         float mx = -INFINITY;
         for (int c = 0; c < C; c++) {
             float s = m->bo[c];
-            for (int j = 0; j < H; j++) s += pd[j] * m->wo[(size_t)j * C + c];
+            for (int j = 0; j < P; j++) s += pd[j] * m->wo[(size_t)j * C + c];
             pr[c] = s;
             if (s > mx) mx = s;
         }
@@ -222,24 +239,29 @@ float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
 
 void rnn_backward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *lens, int B, int T,
                   const int *labels, float *grad) {
-    const int D = m->dim, H = m->hidden, G = m->gates, C = m->classes;
+    const int D = m->dim, H = m->hidden, G = m->gates, C = m->classes, P = m->pooled;
     if (B > w->max_b) B = w->max_b;
     if (T > w->max_t) T = w->max_t;
     float *g_emb = grad, *g_wx = g_emb + (size_t)m->vocab * D, *g_wh = g_wx + (size_t)D * G,
           *g_bx = g_wh + (size_t)H * G, *g_bh = g_bx + G, *g_wo = g_bh + G,
-          *g_bo = g_wo + (size_t)H * C;
+          *g_bo = g_wo + (size_t)P * C;
     /* Softmax cross-entropy, mean over the batch. */
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
             w->dlog[(size_t)b * C + c] =
                 (w->probs[(size_t)b * C + c] - (labels[b] == c)) / (float)B;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, C, B, 1.0f, w->pd, H, w->dlog, C, 1.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, C, B, 1.0f, w->pd, P, w->dlog, C, 1.0f,
                 g_wo, C);
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) g_bo[c] += w->dlog[(size_t)b * C + c];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, C, 1.0f, w->dlog, C, m->wo, C, 0.0f,
-                w->dpool, H);
-    for (int i = 0; i < B * H; i++) w->dpool[i] *= w->pmask[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, P, C, 1.0f, w->dlog, C, m->wo, C, 0.0f,
+                w->dpool, P);
+    for (int i = 0; i < B * P; i++) w->dpool[i] *= w->pmask[i];
+    if (m->pool == RNN_POOL_MEANMAX) /* the mean's share of each step: dmean / len */
+        for (int b = 0; b < B; b++) {
+            int n = lens[b] < T ? lens[b] : T;
+            for (int j = 0; j < H && n > 0; j++) w->dpool[(size_t)b * P + H + j] /= (float)n;
+        }
     memset(w->dhn, 0, (size_t)B * H * sizeof(float));
     memset(w->dc, 0, (size_t)B * H * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
@@ -252,9 +274,11 @@ void rnn_backward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *
             const float *dhn = w->dhn + (size_t)b * H;
             float *ax = dzx + (size_t)b * G, *ah = dzh + (size_t)b * G;
             const float *g = gt + (size_t)b * G;
+            const float *dp = w->dpool + (size_t)b * P;
             for (int j = 0; j < H; j++)
-                dh[j] = dhn[j] +
-                        (w->argmax[(size_t)b * H + j] == t ? w->dpool[(size_t)b * H + j] : 0.0f);
+                dh[j] = dhn[j] + (w->argmax[(size_t)b * H + j] == t ? dp[j] : 0.0f);
+            if (m->pool == RNN_POOL_MEANMAX && t < lens[b])
+                for (int j = 0; j < H; j++) dh[j] += dp[H + j];
             if (t >= lens[b]) {
                 /* A padding step copies the state: gradients pass through. */
                 memset(ax, 0, G * sizeof(float));

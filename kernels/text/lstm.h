@@ -1,8 +1,8 @@
 /* lstm.h: a recurrent sentence classifier: embedding -> LSTM or GRU ->
- * max pooling over time -> dense -> softmax, with backpropagation through
- * time, dropout and Adam. Minibatches are time-major and go through BLAS
- * (one sgemm for every step's input projection, one per step for the
- * recurrence). Not thread-safe per work buffer: one rnn_work_t per thread. */
+ * pooling over time (max, or max and mean side by side) -> dense -> softmax, with backpropagation
+ * through time, dropout and Adam. Minibatches are time-major and go through BLAS (one sgemm for
+ * every step's input projection, one per step for the recurrence). Not thread-safe per work buffer:
+ * one rnn_work_t per thread. */
 #ifndef REEL_KERNELS_TEXT_LSTM_H
 #define REEL_KERNELS_TEXT_LSTM_H
 
@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 enum { RNN_LSTM = 0, RNN_GRU = 1 };
+/* Pooling of the hidden states over a sequence's steps: the elementwise
+ * maximum (H values), or the maximum and the mean (2H values). */
+enum { RNN_POOL_MAX = 0, RNN_POOL_MEANMAX = 1 };
 
 typedef struct rnn {
     int cell;      /* RNN_LSTM or RNN_GRU */
@@ -18,6 +21,8 @@ typedef struct rnn {
     int hidden;    /* state size H */
     int classes;   /* output classes C */
     int gates;     /* G: 4H (LSTM: i f g o) or 3H (GRU: r z n) */
+    int pool;      /* RNN_POOL_MAX or RNN_POOL_MEANMAX */
+    int pooled;    /* P: H (max) or 2H (max, then mean) */
     float *params; /* every parameter, owned; the pointers below are views */
     size_t n_params;
     float *emb; /* vocab x D */
@@ -25,14 +30,14 @@ typedef struct rnn {
     float *wh;  /* H x G */
     float *bx;  /* G */
     float *bh;  /* G */
-    float *wo;  /* H x C */
+    float *wo;  /* P x C */
     float *bo;  /* C */
 } rnn_t;
 
 /* A model with uniform(-1/sqrt(H), 1/sqrt(H)) weights, uniform(-0.1, 0.1)
- * embeddings, forget-gate bias 1. NULL when out of memory or a size is not
- * positive. The caller frees it with rnn_destroy(). */
-rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t seed);
+ * embeddings, forget-gate bias 1. NULL when out of memory, a size is not
+ * positive or pool is unknown. The caller frees it with rnn_destroy(). */
+rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, uint64_t seed);
 void rnn_destroy(rnn_t *m);
 
 /* Buffers for batches of up to max_batch sequences of up to max_len ids.
@@ -43,7 +48,7 @@ void rnn_work_destroy(rnn_work_t *w);
 
 /* Forward pass over B sequences: ids[b * T + t] for t < lens[b] (lens[b]
  * <= T; 0 is allowed). With rng non-NULL, dropout: input embeddings with
- * rate p_in, the pooled state with p_out (inverted dropout). Writes class
+ * rate p_in, the pooled vector with p_out (inverted dropout). Writes class
  * probabilities into probs (B x C) when non-NULL. Returns the mean
  * cross-entropy when labels is non-NULL, else 0. Keeps what the backward
  * pass needs in w. */

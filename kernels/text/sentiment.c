@@ -16,11 +16,12 @@ struct sent_model {
     /* bag of words */
     float *w;
     float b;
-    /* RNN */
+    /* RNN: nets[0..n_nets), probabilities averaged; rnn = nets[0] */
+    rnn_t *nets[SENT_MAX_NETS];
+    int n_nets;
     rnn_t *rnn;
     rnn_work_t *work;
     struct sent_model *bow; /* ensemble: the NB-LR half */
-    rnn_t *rnn_b;           /* bilstm: the LSTM that reads right to left */
     /* prediction buffers, sized once */
     char *toks;
     int32_t *ids;
@@ -31,7 +32,9 @@ sent_params_t sent_defaults(int kind) {
     p.kind = kind;
     p.dim = 100;
     p.hidden = 100;
-    /* RNNs overfit 10k sentences within a few epochs (see docs/sentiment.md). */
+    /* RNNs overfit 10k sentences within a few epochs (see docs/sentiment.md;
+     * snapshot and seed ensembles, weight averaging and mean+max pooling
+     * measured there did not beat one network). */
     p.epochs = (kind == SENT_NBLR) ? 10 : 4;
     p.batch = 32;
     p.min_count = 1;
@@ -43,6 +46,12 @@ sent_params_t sent_defaults(int kind) {
     p.clip = 5.0f;
     p.l2 = 1e-4f;
     p.seed = 1;
+    p.pool = RNN_POOL_MAX;
+    p.nets = kind == SENT_BILSTM ? 2 : 1;
+    p.average = 0;
+    p.lr_decay = 1.0f;
+    p.snapshots = 1;
+    p.nb_init = 0;
     return p;
 }
 
@@ -71,12 +80,11 @@ void sent_destroy(sent_model_t *m) {
     if (!m) return;
     vocab_destroy(m->vocab);
     free(m->w);
-    rnn_destroy(m->rnn);
+    for (int k = 0; k < SENT_MAX_NETS; k++) rnn_destroy(m->nets[k]);
     rnn_work_destroy(m->work);
     free(m->toks);
     free(m->ids);
     sent_destroy(m->bow);
-    rnn_destroy(m->rnn_b);
     free(m);
 }
 
@@ -98,17 +106,19 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
         return 1.0f / (1.0f + expf(-s));
     }
     int n = (int)vocab_ids(m->vocab, m->toks, nt, 0, m->ids);
-    float pr[2];
-    rnn_forward(m->rnn, m->work, m->ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
-    if (m->rnn_b) {
-        float pb[2];
-        int32_t *rev = m->ids + m->p.max_tokens;
-        for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
-        rnn_forward(m->rnn_b, m->work, rev, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pb);
-        return 0.5f * (pr[1] + pb[1]);
+    int32_t *rev = m->ids + m->p.max_tokens;
+    for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
+    float pr[2], sum = 0;
+    for (int k = 0; k < m->n_nets; k++) {
+        /* Member k is a snapshot of network k / snapshots. */
+        int seed_net = k / (m->p.snapshots > 0 ? m->p.snapshots : 1);
+        const int32_t *ids = (m->p.kind == SENT_BILSTM && (seed_net & 1)) ? rev : m->ids;
+        rnn_forward(m->nets[k], m->work, ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
+        sum += pr[1];
     }
-    if (m->bow) return 0.5f * (pr[1] + sent_predict(m->bow, text, len, NULL));
-    return pr[1];
+    float p1 = sum / (float)(m->n_nets > 0 ? m->n_nets : 1);
+    if (m->bow) return 0.5f * (p1 + sent_predict(m->bow, text, len, NULL));
+    return p1;
 }
 
 /* ---- training ---- */
@@ -182,6 +192,53 @@ static int by_len(const void *a, const void *b) {
     return ((const seq_t *)a)->len - ((const seq_t *)b)->len;
 }
 
+/* The last embedding column of every word: its naive-Bayes log-count
+ * ratio on the training sentences, log((a + pos_w) / |a + pos|) - log((a +
+ * neg_w) / |a + neg|) with binarized counts and a = 1 (as NBSVM), scaled
+ * to the RMS of the other columns (the first emb_dim; 0: the random init's
+ * 0.1 / sqrt(3)). A sentiment prior for each word that training refines,
+ * estimated from every training sentence at once. Returns 0 or -1 (out of
+ * memory). */
+#define NB_SHRINK 5.0
+static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
+    size_t V = (size_t)net->vocab, D = (size_t)net->dim;
+    double *cnt = calloc(2 * V, sizeof *cnt);
+    size_t *mark = calloc(V, sizeof *mark);
+    if (!cnt || !mark) {
+        free(cnt), free(mark);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int t = 0; t < seqs[i].len; t++) {
+            int32_t id = seqs[i].ids[t];
+            if (mark[id] == i + 1) continue;
+            mark[id] = i + 1;
+            cnt[(size_t)(seqs[i].label ? V : 0) + (size_t)id] += 1;
+        }
+    double s0 = (double)V, s1 = (double)V, rr = 0, ee = 0;
+    size_t nr = 0, ne = 0;
+    for (size_t w = 0; w < V; w++) s0 += cnt[w], s1 += cnt[V + w];
+    for (size_t w = 0; w < V; w++) {
+        /* Shrunk by n / (n + NB_SHRINK) for a word in n sentences: a rare
+         * word's ratio mostly restates its few training labels, which the
+         * network would learn to trust and then meet unseen at test time. */
+        double nw = cnt[w] + cnt[V + w];
+        double r = (log((1 + cnt[V + w]) / s1) - log((1 + cnt[w]) / s0)) * nw / (nw + NB_SHRINK);
+        cnt[w] = r; /* reused for the ratio */
+        if (cnt[V + w] + mark[w] > 0) rr += r * r, nr++;
+        for (size_t d = 0; d < (size_t)emb_dim && d + 1 < D; d++) {
+            double x = net->emb[w * D + d];
+            ee += x * x, ne++;
+        }
+    }
+    double rms_r = nr ? sqrt(rr / (double)nr) : 1, rms_e = ne ? sqrt(ee / (double)ne) : 0.0577;
+    if (rms_r <= 0) rms_r = 1;
+    if (rms_e <= 0) rms_e = 0.0577;
+    for (size_t w = 0; w < V; w++) net->emb[w * D + D - 1] = (float)(cnt[w] * rms_e / rms_r);
+    free(cnt), free(mark);
+    return 0;
+}
+
 static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
                                const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
                                size_t errstr_size) {
@@ -195,7 +252,7 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         *blab = malloc((size_t)p->batch * sizeof *blab);
     size_t nb = (n + (size_t)p->batch - 1) / (size_t)p->batch;
     size_t *border = malloc((nb + 1) * sizeof *border);
-    float *grad = NULL;
+    float *grad = NULL, *avg = NULL;
     adam_t *adam = NULL;
     int32_t *rows = NULL;
     uint32_t *seen = NULL, stamp = 0;
@@ -220,23 +277,23 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     }
     m->vocab = vocab_prune(all, (uint64_t)p->min_count, 0, 1);
     if (!m->vocab) goto oom;
-    m->rnn = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden,
-                     2, p->seed);
-    if (!m->rnn) goto oom;
-    if (emb) {
+    /* Every network starts from the same embeddings and its own seed (the
+     * snapshots of one network are copies of it, made during training). */
+    const int S = p->snapshots, members = p->nets * S;
+    for (int k = 0; k < members; k++) {
+        m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)m->vocab->n,
+                             p->dim, p->hidden, 2, p->seed + (uint64_t)(k / S));
+        if (!m->nets[k]) goto oom;
+    }
+    m->rnn = m->nets[0];
+    m->n_nets = members;
+    if (emb)
         for (uint32_t i = 1; i < m->vocab->n; i++) {
             int64_t e = vocab_find(emb->vocab, m->vocab->words[i]);
             if (e >= 0)
                 memcpy(m->rnn->emb + (size_t)i * p->dim, emb->vec + (size_t)e * emb->dim,
-                       (size_t)p->dim * sizeof(float));
+                       (size_t)emb->dim * sizeof(float));
         }
-    }
-    if (p->kind == SENT_BILSTM) {
-        /* Same start, embeddings included; it reads the sentences reversed. */
-        if (!(m->rnn_b = rnn_new(RNN_LSTM, (int)m->vocab->n, p->dim, p->hidden, 2, p->seed + 1)))
-            goto oom;
-        memcpy(m->rnn_b->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
-    }
     for (size_t i = 0; i < n; i++) {
         size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
         seqs[i].ids = malloc(nt * sizeof(int32_t) + 1);
@@ -244,7 +301,11 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         seqs[i].len = (int)vocab_ids(m->vocab, toks, nt, 0, seqs[i].ids);
         seqs[i].label = ex[i].label;
     }
+    if (p->nb_init && nb_column(m->rnn, seqs, n, emb ? emb->dim : 0) < 0) goto oom;
+    for (int k = 1; k < members; k++)
+        memcpy(m->nets[k]->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
     grad = calloc(m->rnn->n_params, sizeof *grad);
+    if (p->average > 0 && !(avg = malloc(m->rnn->n_params * sizeof *avg))) goto oom;
     /* Embedding rows are updated only where the batch has their words
      * (lazy Adam), the rest of the parameters densely. */
     size_t D = (size_t)p->dim, skip = (size_t)m->rnn->vocab * D, dense = m->rnn->n_params - skip;
@@ -256,21 +317,33 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     if (!grad || !adam || !work) goto oom;
     if (alloc_buffers(m) < 0) goto oom;
     uint64_t rng = p->seed * 0x2545F4914F6CDD1Dull + 7;
-    for (int dir = 0; dir < (m->rnn_b ? 2 : 1); dir++) {
-        rnn_t *net = dir ? m->rnn_b : m->rnn;
-        if (dir) {
+    int reversed = 0;
+    for (int k = 0; k < p->nets; k++) {
+        /* Network k trains in its last snapshot slot and is copied into the
+         * earlier ones at the ends of epochs; before its last S epochs every
+         * slot follows it, so predictions during training (progress) use the
+         * networks so far. */
+        rnn_t *net = m->nets[k * S + S - 1];
+        m->n_nets = (k + 1) * S;
+        if (reversed != (p->kind == SENT_BILSTM && (k & 1))) {
             for (size_t i = 0; i < n; i++)
                 for (int a = 0, b = seqs[i].len - 1; a < b; a++, b--) {
                     int32_t t = seqs[i].ids[a];
                     seqs[i].ids[a] = seqs[i].ids[b];
                     seqs[i].ids[b] = t;
                 }
+            reversed = !reversed;
+        }
+        if (k) {
             memset(adam->m, 0, adam->n * sizeof *adam->m);
             memset(adam->v, 0, adam->n * sizeof *adam->v);
             adam->t = 0;
         }
-        for (int ep = 1; ep <= p->epochs; ep++) {
+        long n_avg = 0;
+        float lr = p->lr;
+        for (int ep = 1; ep <= p->epochs; ep++, lr *= p->lr_decay) {
             double t0 = now_s();
+            int averaging = avg && ep > p->epochs - p->average;
             /* Shuffle, sort chunks of 50 batches by length (less padding),
              * then visit the batches in random order. */
             for (size_t i = n; i > 1; i--) {
@@ -324,19 +397,31 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                 adam->t++;
                 if (!p->lazy) {
                     /* Dense Adam: every row moves with its moments, as in PyTorch. */
-                    if (!p->freeze) adam_update(adam, net->params, grad, 0, skip, p->lr, scale);
+                    if (!p->freeze) adam_update(adam, net->params, grad, 0, skip, lr, scale);
                     nr = 0;
                 }
-                adam_update(adam, net->params, grad, skip, dense, p->lr, scale);
+                adam_update(adam, net->params, grad, skip, dense, lr, scale);
                 for (size_t r = 0; r < nr; r++) {
-                    if (!p->freeze)
-                        adam_update(adam, net->params, grad, rows[r] * D, D, p->lr, scale);
+                    if (!p->freeze) adam_update(adam, net->params, grad, rows[r] * D, D, lr, scale);
                     memset(grad + rows[r] * D, 0, D * sizeof *grad);
+                }
+                if (averaging) {
+                    /* Running mean of the weights after each step. */
+                    float f = 1.0f / (float)++n_avg;
+                    if (n_avg == 1)
+                        memcpy(avg, net->params, net->n_params * sizeof *avg);
+                    else
+                        for (size_t i = 0; i < net->n_params; i++)
+                            avg[i] += (net->params[i] - avg[i]) * f;
                 }
                 loss_sum += loss * B;
             }
+            if (averaging && ep == p->epochs) memcpy(net->params, avg, net->n_params * sizeof *avg);
+            for (int j = S - 1 - (p->epochs - ep) > 0 ? S - 1 - (p->epochs - ep) : 0; j < S - 1;
+                 j++)
+                memcpy(m->nets[k * S + j]->params, net->params, net->n_params * sizeof(float));
             if (progress)
-                progress(dir * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
+                progress(k * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
         }
     }
     goto done;
@@ -355,6 +440,7 @@ done:
     free(blab);
     free(border);
     free(grad);
+    free(avg);
     free(rows);
     free(seen);
     adam_destroy(adam);
@@ -370,7 +456,9 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         return NULL;
     }
     if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
-        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0) {
+        p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
+        p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 ||
+        (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) || !(p->lr_decay > 0)) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -382,6 +470,10 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     m->p = *p;
     if (is_rnn(p->kind)) {
         if (emb) m->p.dim = emb->dim;
+        if (emb) m->p.dim = emb->dim + (p->nb_init ? 1 : 0);
+        /* No more snapshots than epochs (e.g. a one-epoch run of a recipe). */
+        if (m->p.snapshots > (p->epochs > 1 ? p->epochs : 1))
+            m->p.snapshots = p->epochs > 1 ? p->epochs : 1;
         if (p->kind == SENT_ENSEMBLE) {
             sent_params_t bp = sent_defaults(SENT_NBLR);
             bp.max_tokens = p->max_tokens;
@@ -404,7 +496,7 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
 
 /* ---- files ---- */
 
-#define SENT_VERSION 1u
+#define SENT_VERSION 2u
 
 static int put_u32(FILE *f, uint32_t x) {
     unsigned char b[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16),
@@ -431,13 +523,17 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_f32(f, p->lr) || put_f32(f, p->dropout) || put_f32(f, p->dropout_in) ||
               put_f32(f, p->clip) || put_f32(f, p->l2) || put_u32(f, (uint32_t)p->seed) ||
               put_u32(f, (uint32_t)p->freeze) || put_u32(f, (uint32_t)p->lazy) ||
+              put_u32(f, (uint32_t)p->pool) || put_u32(f, (uint32_t)p->nets) ||
+              put_u32(f, (uint32_t)p->average) || put_f32(f, p->lr_decay) ||
+              put_u32(f, (uint32_t)p->snapshots) || put_u32(f, (uint32_t)p->nb_init) ||
               vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
         bad = put_u32(f, (uint32_t)m->rnn->vocab) || put_u32(f, (uint32_t)m->rnn->dim) ||
               put_u32(f, (uint32_t)m->rnn->hidden) || put_u32(f, (uint32_t)m->rnn->classes) ||
               put_floats(f, m->rnn->params, m->rnn->n_params);
-    if (!bad && m->rnn_b) bad = put_floats(f, m->rnn_b->params, m->rnn_b->n_params);
+    for (int k = 1; k < m->n_nets && !bad; k++)
+        bad = put_floats(f, m->nets[k]->params, m->nets[k]->n_params);
     if (!bad && m->bow) bad = sent_write(m->bow, f);
     return bad ? -1 : 0;
 }
@@ -493,8 +589,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     }
     r.pos = 4;
     uint32_t ver = rd_u32(&r);
-    if (ver != SENT_VERSION) {
-        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads %u", ver,
+    if (ver != 1 && ver != SENT_VERSION) {
+        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads 1 and %u", ver,
                  SENT_VERSION);
         return NULL;
     }
@@ -520,8 +616,26 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     p->seed = rd_u32(&r);
     p->freeze = (int)rd_u32(&r);
     p->lazy = (int)rd_u32(&r);
+    if (ver >= 2) {
+        p->pool = (int)rd_u32(&r);
+        p->nets = (int)rd_u32(&r);
+        p->average = (int)rd_u32(&r);
+        p->lr_decay = rd_f32(&r);
+        p->snapshots = (int)rd_u32(&r);
+        p->nb_init = (int)rd_u32(&r);
+    } else {
+        /* Version 1: max pooling, one network (bilstm: two). */
+        p->pool = RNN_POOL_MAX;
+        p->nets = p->kind == SENT_BILSTM ? 2 : 1;
+        p->average = 0;
+        p->lr_decay = 1.0f;
+        p->snapshots = 1;
+        p->nb_init = 0;
+    }
     if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
-        p->max_tokens > 100000) {
+        p->max_tokens > 100000 || p->nets < 1 || p->snapshots < 1 || p->nets > SENT_MAX_NETS ||
+        p->snapshots > SENT_MAX_NETS || p->nets * p->snapshots > SENT_MAX_NETS ||
+        (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX)) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
         goto fail;
     }
@@ -541,21 +655,24 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             snprintf(errstr, errstr_size, "sentiment model shapes invalid");
             goto fail;
         }
-        m->rnn =
-            rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
-        if (!m->rnn) goto oom;
-        if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
-            snprintf(errstr, errstr_size, "sentiment model weights truncated");
-            goto fail;
-        }
-        if (p->kind == SENT_BILSTM) {
-            m->rnn_b = rnn_new(RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
-            if (!m->rnn_b) goto oom;
-            if (rd_floats(&r, m->rnn_b->params, m->rnn_b->n_params) < 0) {
+        for (int k = 0; k < p->nets * p->snapshots; k++) {
+            /* Each network's size is checked against the bytes left first. */
+            size_t G = (size_t)(p->kind == SENT_GRU ? 3 : 4) * H;
+            size_t need = (size_t)V * D + (size_t)D * G + (size_t)H * G;
+            if ((r.len - r.pos) / sizeof(float) < need) {
+                snprintf(errstr, errstr_size, "sentiment model weights truncated");
+                goto fail;
+            }
+            m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)V, (int)D,
+                                 (int)H, (int)C, 0);
+            if (!m->nets[k]) goto oom;
+            m->n_nets = k + 1;
+            if (rd_floats(&r, m->nets[k]->params, m->nets[k]->n_params) < 0) {
                 snprintf(errstr, errstr_size, "sentiment model weights truncated");
                 goto fail;
             }
         }
+        m->rnn = m->nets[0];
         if (p->kind == SENT_ENSEMBLE) {
             /* The rest is the NB-LR half, a whole model file. */
             if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size)))

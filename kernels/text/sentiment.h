@@ -2,13 +2,14 @@
  * and NB-LR on uni+bigrams (bow.h), LSTM and GRU (lstm.h), with the
  * tokenizer in front.
  *
- * File format (little endian): "RSNT", u32 version (1), u32 kind, the
- * training parameters (sent_params_t as u32/float fields), the vocabulary
- * (words for the RNNs, n-grams for the bag of words, vocab_write()), then
- * bag of words: float bias, float weight per n-gram; RNN: u32 vocab, dim,
- * hidden, classes, then every parameter as float32 (lstm.h layout);
- * bilstm: then the right-to-left LSTM's parameters; ensemble: the LSTM's
- * part, then a whole NB-LR model file. */
+ * File format (little endian): "RSNT", u32 version (2; 1 is read too), u32
+ * kind, the training parameters (sent_params_t as u32/float fields; version
+ * 1 stops after `lazy`), the vocabulary (words for the RNNs, n-grams for the
+ * bag of words, vocab_write()), then bag of words: float bias, float weight
+ * per n-gram; RNN: u32 vocab, dim, hidden, classes, then every parameter of
+ * each of the nets x snapshots networks as float32 (lstm.h layout; version 1: max
+ * pooling, one network, two for bilstm); ensemble: the LSTM's part, then a
+ * whole NB-LR model file. */
 #ifndef REEL_KERNELS_TEXT_SENTIMENT_H
 #define REEL_KERNELS_TEXT_SENTIMENT_H
 
@@ -50,7 +51,23 @@ typedef struct sent_params {
     int freeze; /* RNN: keep the embeddings as given (1) or train them (0) */
     int lazy;   /* RNN: Adam on the batch's embedding rows only (about 2x faster
                  * epochs, ~1% less accurate on rt-polarity) or on all rows (0) */
+    /* File version 2: */
+    int pool;       /* RNN: RNN_POOL_MAX or RNN_POOL_MEANMAX (lstm.h) */
+    int nets;       /* RNN: networks trained from different seeds, probabilities
+                     * averaged (bilstm: even ones read left to right, odd ones
+                     * right to left), 1..SENT_MAX_NETS */
+    int average;    /* RNN: the weights kept are the mean over every step of the
+                     * last `average` epochs (0: the last step's) */
+    float lr_decay; /* RNN: the learning rate is multiplied by this each epoch */
+    int snapshots;  /* RNN: each network's weights at the end of its last
+                     * `snapshots` epochs are all kept, probabilities averaged
+                     * (a snapshot ensemble); nets x snapshots <= SENT_MAX_NETS */
+    int nb_init;    /* RNN: the embeddings' last column starts as each word's
+                     * naive-Bayes log-count ratio on the training data (with
+                     * given embeddings, one column is added for it) */
 } sent_params_t;
+
+#define SENT_MAX_NETS 16
 
 /* Defaults for kind. */
 sent_params_t sent_defaults(int kind);

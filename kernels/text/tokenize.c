@@ -366,27 +366,32 @@ int64_t vocab_add(vocab_t *v, const char *word, uint64_t count) {
     return v->n - 1;
 }
 
-static const vocab_t *sort_vocab;
+/* Sort key of a kept word: the comparator needs no global, so several
+ * threads can prune at once (eval --threads runs folds in parallel). */
+typedef struct prune_ent {
+    uint64_t count;
+    const char *word;
+} prune_ent_t;
+
 static int by_count(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    if (sort_vocab->counts[x] != sort_vocab->counts[y])
-        return sort_vocab->counts[x] > sort_vocab->counts[y] ? -1 : 1;
-    return strcmp(sort_vocab->words[x], sort_vocab->words[y]);
+    const prune_ent_t *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return strcmp(x->word, y->word);
 }
 
 vocab_t *vocab_prune(const vocab_t *v, uint64_t min_count, uint32_t max_words, int with_unk) {
-    uint32_t *order = malloc((v->n + 1) * sizeof *order);
+    prune_ent_t *order = malloc((v->n + 1) * sizeof *order);
     vocab_t *out = vocab_new();
     if (!order || !out) goto fail;
     uint32_t n = 0;
     for (uint32_t i = 0; i < v->n; i++)
-        if (v->counts[i] >= min_count && strcmp(v->words[i], VOCAB_UNK) != 0) order[n++] = i;
-    sort_vocab = v; /* qsort has no context argument; pruning is not hot */
+        if (v->counts[i] >= min_count && strcmp(v->words[i], VOCAB_UNK) != 0)
+            order[n++] = (prune_ent_t){v->counts[i], v->words[i]};
     qsort(order, n, sizeof *order, by_count);
     if (max_words && n > max_words) n = max_words;
     if (with_unk && vocab_add(out, VOCAB_UNK, 0) < 0) goto fail;
     for (uint32_t i = 0; i < n; i++)
-        if (vocab_add(out, v->words[order[i]], v->counts[order[i]]) < 0) goto fail;
+        if (vocab_add(out, order[i].word, order[i].count) < 0) goto fail;
     free(order);
     return out;
 fail:
