@@ -402,6 +402,23 @@ static void drop_collected(rt_ctx_t *ctx, const char *topic, int32_t partition) 
     ctx->n_msgs = w;
 }
 
+/* After a failed Redis operation: when Redis refused the credentials or
+ * the ACL user's permissions, retrying cannot help, so the worker stops
+ * with the reason (non-zero exit) instead of backing off for ever. Nothing
+ * of the batch in hand was committed, so stopping loses nothing. Returns 1
+ * when the worker must stop. */
+static int redis_refused(rt_ctx_t *ctx, const char *err) {
+    if (!store_refused(ctx->store)) return 0;
+    if (!ctx->fatal) {
+        snprintf(ctx->fatal_reason, sizeof ctx->fatal_reason, "%s", err);
+        ctx->fatal = 1;
+        metrics_set_health(ctx->metrics, 0, "redis refused the credentials");
+        log_error("redis_auth_failed",
+                  "%s (not retrying: check the credentials in redis.url and the user's ACL)", err);
+    }
+    return 1;
+}
+
 /* Reads a partition's offset from Redis, retrying with backoff: assigning
  * a partition from a guessed offset could skip or repeat state. */
 static int64_t offset_from_redis(rt_ctx_t *ctx, const char *topic, int32_t partition, int *ok) {
@@ -416,6 +433,10 @@ static int64_t offset_from_redis(rt_ctx_t *ctx, const char *topic, int32_t parti
             return off;
         }
         metrics_add(ctx->metrics, "reel_redis_errors_total", ctx->labels, 1);
+        if (redis_refused(ctx, err)) {
+            *ok = 0;
+            return -1;
+        }
         log_warn("redis_unavailable", "reading offset of %s[%" PRId32 "]: %s (retrying)", topic,
                  partition, err);
         if (rt_stopping()) {
@@ -606,6 +627,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
     const char *topic = rd_kafka_topic_name(msgs[0]->rkt);
     int32_t partition = msgs[0]->partition;
     rt_partition_t *p = part_find(ctx, topic, partition);
+    if (ctx->fatal) return -1;
     if (!p || !p->active) return 0;
 
     /* Messages below the applied offset were already applied (they can
@@ -638,7 +660,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
 
     for (unsigned attempt = 0;; attempt++) {
         if (attempt > 0) {
-            if (rt_stopping()) return -1;
+            if (rt_stopping() || ctx->fatal) return -1;
             sleep_ms(store_backoff_ms(attempt - 1));
         }
         store_batch_reset(ctx->state);
@@ -649,6 +671,10 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         if (ctx->n_records > 0) {
             err[0] = 0;
             if (ctx->def->process(ctx->wstate, ctx, &batch, err, sizeof err) < 0) {
+                if (redis_refused(ctx, err)) {
+                    wait_deliveries(ctx);
+                    return -1;
+                }
                 log_warn("batch_retry",
                          "worker %s failed on %s[%" PRId32 "] at %" PRId64 ": %s (retrying)",
                          ctx->def->name, topic, partition, first_offset, err);
@@ -675,6 +701,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
                 if (rc >= 0) break;
             }
             metrics_add(ctx->metrics, "reel_redis_errors_total", ctx->labels, 1);
+            if (redis_refused(ctx, err)) return -1;
             metrics_set_health(ctx->metrics, 0, "redis unavailable");
             log_warn("redis_unavailable",
                      "commit of %s[%" PRId32 "] %" PRId64 "..%" PRId64 ": %s (retrying)", topic,
@@ -907,9 +934,11 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
     /* Redis first: a worker without its state must not consume. */
     const char *url = config_get(config, "redis.url", "redis://127.0.0.1:6379");
     for (unsigned attempt = 0; !ctx->store; attempt++) {
-        ctx->store = store_new(url, errstr, errstr_size);
+        int permanent = 0;
+        ctx->store = store_open(url, &permanent, errstr, errstr_size);
         if (ctx->store) break;
-        if (strstr(errstr, "url") || rt_stopping()) goto fail;
+        /* A bad url or refused credentials: retrying cannot help. */
+        if (permanent || rt_stopping()) goto fail;
         log_warn("redis_unavailable", "%s (retrying)", errstr);
         sleep_ms(store_backoff_ms(attempt));
     }
@@ -993,11 +1022,11 @@ static void *worker_thread(void *arg) {
     ctx->last_reload_ms = now_ms();
     while (!rt_stopping() && !ctx->fatal) {
         collect(ctx);
-        if (ctx->n_msgs) run_collected(ctx);
+        if (ctx->n_msgs && !ctx->fatal) run_collected(ctx);
         rd_kafka_poll(ctx->producer, 0);
         if (ctx->def->reload && now_ms() - ctx->last_reload_ms >= ctx->reload_interval_ms) {
             char err[512];
-            if (ctx->def->reload(ctx->wstate, ctx, err, sizeof err) < 0)
+            if (ctx->def->reload(ctx->wstate, ctx, err, sizeof err) < 0 && !redis_refused(ctx, err))
                 log_warn("reload_failed", "worker=%s: %s (keeping the current model)",
                          ctx->def->name, err);
             ctx->last_reload_ms = now_ms();

@@ -40,6 +40,12 @@ static float sigm(float x) {
     return 1.0f / (1.0f + expf(-x));
 }
 
+size_t rnn_param_count(int cell, int vocab, int dim, int hidden, int classes) {
+    size_t G = (size_t)(cell == RNN_GRU ? 3 : 4) * (size_t)hidden, H = (size_t)hidden,
+           D = (size_t)dim, C = (size_t)classes;
+    return (size_t)vocab * D + D * G + H * G + 2 * G + H * C + C;
+}
+
 rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t seed) {
     if (vocab <= 0 || dim <= 0 || hidden <= 0 || classes <= 0) return NULL;
     rnn_t *m = calloc(1, sizeof *m);
@@ -48,7 +54,7 @@ rnn_t *rnn_new(int cell, int vocab, int dim, int hidden, int classes, uint64_t s
     m->vocab = vocab, m->dim = dim, m->hidden = hidden, m->classes = classes;
     m->gates = (cell == RNN_GRU ? 3 : 4) * hidden;
     size_t G = (size_t)m->gates, H = (size_t)hidden, D = (size_t)dim, C = (size_t)classes;
-    m->n_params = (size_t)vocab * D + D * G + H * G + 2 * G + H * C + C;
+    m->n_params = rnn_param_count(cell, vocab, dim, hidden, classes);
     m->params = malloc(m->n_params * sizeof *m->params);
     if (!m->params) {
         free(m);

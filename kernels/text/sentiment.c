@@ -405,6 +405,8 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
 /* ---- files ---- */
 
 #define SENT_VERSION 1u
+/* Buffers one prediction may need (an RNN over max_tokens steps): 512 MiB. */
+#define SENT_MAX_WORK_BYTES ((size_t)512u << 20)
 
 static int put_u32(FILE *f, uint32_t x) {
     unsigned char b[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16),
@@ -485,6 +487,12 @@ static int rd_floats(reader_t *r, float *x, size_t n) {
     return 0;
 }
 
+static int floats_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
 sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size) {
     reader_t r = {data, len, 0, 0};
     if (len < 8 || memcmp(data, "RSNT", 4) != 0) {
@@ -541,8 +549,23 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             snprintf(errstr, errstr_size, "sentiment model shapes invalid");
             goto fail;
         }
-        m->rnn =
-            rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, (int)V, (int)D, (int)H, (int)C, 0);
+        /* Before anything is allocated: the parameters are in the file, and
+         * the per-text buffers (max_tokens steps) stay within bounds. */
+        int cell = p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM;
+        size_t np = rnn_param_count(cell, (int)V, (int)D, (int)H, (int)C);
+        if (p->kind == SENT_BILSTM) np += rnn_param_count(RNN_LSTM, (int)V, (int)D, (int)H, (int)C);
+        if (np > (r.len - r.pos) / sizeof(float)) {
+            snprintf(errstr, errstr_size, "sentiment model weights truncated");
+            goto fail;
+        }
+        if ((size_t)p->max_tokens * (3 * (size_t)D + 22 * (size_t)H) * sizeof(float) >
+            SENT_MAX_WORK_BYTES) {
+            snprintf(errstr, errstr_size,
+                     "sentiment model: %d tokens x %u dims x %u hidden is too large", p->max_tokens,
+                     D, H);
+            goto fail;
+        }
+        m->rnn = rnn_new(cell, (int)V, (int)D, (int)H, (int)C, 0);
         if (!m->rnn) goto oom;
         if (rd_floats(&r, m->rnn->params, m->rnn->n_params) < 0) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
@@ -569,6 +592,12 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     }
     if (r.pos != r.len) {
         snprintf(errstr, errstr_size, "sentiment model has %zu trailing bytes", r.len - r.pos);
+        goto fail;
+    }
+    if ((m->w && !floats_finite(m->w, m->vocab->n)) || !isfinite(m->b) ||
+        (m->rnn && !floats_finite(m->rnn->params, m->rnn->n_params)) ||
+        (m->rnn_b && !floats_finite(m->rnn_b->params, m->rnn_b->n_params))) {
+        snprintf(errstr, errstr_size, "sentiment model: a weight is not finite");
         goto fail;
     }
     if (alloc_buffers(m) < 0) goto oom;
