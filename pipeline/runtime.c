@@ -1076,8 +1076,50 @@ static void declare_metrics(metrics_t *m) {
                     "1 for the model version each worker serves.");
 }
 
+/* Is key's value a secret? librdkafka's own: sasl.password,
+ * ssl.key.password, ssl.keystore.password, sasl.oauthbearer.client.secret,
+ * sasl.oauthbearer.config, ssl.key.pem, ssl_key (and the same under
+ * kafka.consumer. and kafka.producer.); and any other key naming a password
+ * or secret. */
+static int secret_key(const char *key) {
+    static const char *const words[] = {"password", "secret", "oauthbearer.config", "key.pem",
+                                        "ssl_key", "jaas"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strstr(key, words[i])) return 1;
+    return 0;
+}
+
+static int protect_secret(const char *key, const char *value, void *opaque) {
+    (void)opaque;
+    if (secret_key(key)) log_add_secret(value);
+    return 0;
+}
+
+void rt_protect_secrets(const config_t *config) {
+    config_foreach(config, NULL, protect_secret, NULL);
+    char pw[512];
+    const char *url = config_get(config, "redis.url", NULL);
+    if (url && store_url_password(url, pw, sizeof pw)) {
+        log_add_secret(pw);
+        /* as written in the url too, when percent-encoded */
+        char red[1024];
+        store_url_redact(url, red, sizeof red);
+        if (strcmp(red, url) != 0) {
+            const char *sch = strstr(url, "://");
+            const char *p = sch ? sch + 3 : url, *colon = strchr(p, ':'), *at = strrchr(p, '@');
+            if (colon && at && colon < at && (size_t)(at - colon - 1) < sizeof pw) {
+                memcpy(pw, colon + 1, (size_t)(at - colon - 1));
+                pw[at - colon - 1] = '\0';
+                log_add_secret(pw);
+            }
+        }
+    }
+    memset(pw, 0, sizeof pw);
+}
+
 int rt_run(const worker_def_t *const *workers, size_t n_workers, config_t *config, char *errstr,
            size_t errstr_size) {
+    rt_protect_secrets(config);
     metrics_t *metrics = metrics_new();
     rt_thread_t *threads = calloc(n_workers, sizeof *threads);
     int rc = 0;

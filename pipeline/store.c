@@ -517,6 +517,21 @@ int store_url_check(const char *url, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+int store_url_password(const char *url, char *out, size_t out_size) {
+    if (!out || out_size == 0) return 0;
+    out[0] = '\0';
+    store_t *s = url ? calloc(1, sizeof *s) : NULL;
+    if (!s) return 0;
+    char err[256];
+    int found = 0;
+    if (parse_url(s, url, err, sizeof err) == 0 && s->password) {
+        snprintf(out, out_size, "%s", s->password);
+        found = 1;
+    }
+    store_destroy(s);
+    return found;
+}
+
 /* Copies [src, src+n) into out at *o, bounded by size (always leaving room
  * for the terminating NUL). */
 static void put_span(char *out, size_t size, size_t *o, const char *src, size_t n) {

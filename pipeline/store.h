@@ -36,6 +36,10 @@ int store_refused(const store_t *s);
  * with the reason in errstr (never the password). */
 int store_url_check(const char *url, char *errstr, size_t errstr_size);
 
+/* The (decoded) password of url into out; returns 1 when url parses and
+ * has one, else 0 with out empty. For masking it in logs. */
+int store_url_password(const char *url, char *out, size_t out_size);
+
 /* Writes url into out (always NUL-terminated, truncated to out_size) with
  * the password of its userinfo and of a password= query option replaced by
  * "***": the form of a url for logs and messages. Any string is accepted. */
