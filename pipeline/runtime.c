@@ -1082,8 +1082,8 @@ static void declare_metrics(metrics_t *m) {
  * kafka.consumer. and kafka.producer.); and any other key naming a password
  * or secret. */
 static int secret_key(const char *key) {
-    static const char *const words[] = {"password", "secret", "oauthbearer.config", "key.pem",
-                                        "ssl_key", "jaas"};
+    static const char *const words[] = {"password", "secret",  "oauthbearer.config",
+                                        "key.pem",  "ssl_key", "jaas"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++)
         if (strstr(key, words[i])) return 1;
     return 0;
