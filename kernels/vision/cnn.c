@@ -968,7 +968,9 @@ cnn_t *cnn_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     }
     if (get(&r, &c, 4) || get(&r, &h, 4) || get(&r, &w, 4) || get(&r, &k, 4) || get(&r, &alen, 4) ||
         k < 2 || k > CNN_MAX_CLASSES || alen > 65536) {
-        snprintf(errstr, errstr_size, "CNN model: bad header");
+        snprintf(errstr, errstr_size,
+                 "CNN model: bad header (input %ux%ux%u, %u classes, architecture of %u bytes)", c,
+                 h, w, k, alen);
         return NULL;
     }
     uint64_t want_h;

@@ -471,10 +471,19 @@ svm_t *svm_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     }
     r.len = len - 8;
     r.off = 4;
-    if (get(&r, hdr, sizeof hdr) || get(&r, &gamma, 4) || hdr[0] != 1 || hdr[1] > 1 || hdr[2] < 2 ||
-        hdr[2] > 4096 || hdr[3] == 0 || hdr[3] > (1u << 20) || hdr[4] > 1 || hdr[5] > 16 ||
-        hdr[6] > 4096 || hdr[7] > 4096) {
-        snprintf(errstr, errstr_size, "SVM model: bad header");
+    if (get(&r, hdr, sizeof hdr) || get(&r, &gamma, 4)) {
+        snprintf(errstr, errstr_size, "SVM model: header truncated");
+        return NULL;
+    }
+    if (hdr[0] != 1) {
+        snprintf(errstr, errstr_size, "SVM model version %u unsupported", hdr[0]);
+        return NULL;
+    }
+    if (hdr[1] > 1 || hdr[2] < 2 || hdr[2] > 4096 || hdr[3] == 0 || hdr[3] > (1u << 20) ||
+        hdr[4] > 1 || hdr[5] > 16 || hdr[6] > 4096 || hdr[7] > 4096) {
+        snprintf(errstr, errstr_size,
+                 "SVM model: bad shape (kind %u, %u classes, dim %u, features %u, input %ux%ux%u)",
+                 hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]);
         return NULL;
     }
     int k = (int)hdr[2], d = (int)hdr[3];
