@@ -27,11 +27,12 @@ WRONG='Wrong-Guess-4242aa'
 SECRETS=("$PW" "$APW" "$SASL_PW" "$KEY_PW" "$WRONG")
 
 # A private redis-server on a TCP port and a unix socket, requiring a
-# password, with an ACL user alice (every right) and reader (reads only).
+# password, with an ACL user alice (the rights docs/security.md gives a worker:
+# every command but the dangerous ones, on reel:* keys) and reader (reads only).
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis-server --port "$PORT" --bind 127.0.0.1 --unixsocket "$WORK/redis.sock" --unixsocketperm 700 \
     --dir "$WORK" --save "" --appendonly no --requirepass "$PW" \
-    --user alice on ">$APW" '~*' '&*' '+@all' --user reader on '>reader-pw-123' '~*' +get +ping +hget \
+    --user alice on ">$APW" '~reel:*' +@all -@dangerous '+script|load' +eval +evalsha --user reader on '>reader-pw-123' '~*' +get +ping +hget \
     --daemonize no >>"$WORK/redis.log" 2>&1 &
 REDIS_PID=$!
 rcli() { redis-cli -s "$WORK/redis.sock" --no-auth-warning -a "$PW" "$@"; }
@@ -193,4 +194,4 @@ done
 has -F 'SASL Handshake not supported by broker (required by mechanism PLAIN)' "$WORK/kafka_sasl.log" ||
     fail "librdkafka did not attempt SASL PLAIN"
 has -E 'SSL handshake failed|SSL_read|ssl://' "$WORK/kafka_ssl.log" || fail "librdkafka did not attempt TLS"
-log "PASS: Redis password and ACL user served exactly; 7 kinds of wrong credentials or settings refused with status 1; no secret in logs or metrics"
+log "PASS: Redis password and ACL user served exactly; 5 kinds of refused credentials and 5 bad kafka settings exit 1 at once; no secret in logs or metrics"
