@@ -404,6 +404,9 @@ static redisReply *setup_cmd(store_t *s, redisContext *c, const char *what, int 
                     s->user ? " for user '" : "", s->user ? s->user : "", s->user ? "'" : "",
                     r->str);
         } else {
+            /* A database the server does not have will not appear either;
+             * other errors (LOADING after a restart, BUSY) pass. */
+            if (strcmp(what, "SELECT") == 0 && strstr(r->str, "out of range")) s->refused = 1;
             set_err(errstr, n, "%s: %s: %s", where, what, r->str);
         }
         freeReplyObject(r);

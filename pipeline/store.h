@@ -21,8 +21,9 @@ typedef struct store_batch store_batch_t;
  * The caller owns the store and frees it with store_destroy(). */
 store_t *store_new(const char *url, char *errstr, size_t errstr_size);
 /* store_new() that also says whether retrying can help: *permanent (may be
- * NULL) is 1 when it cannot, that is a bad url, or Redis refused the
- * credentials or the user's permissions (NOAUTH, WRONGPASS, NOPERM), and 0
+ * NULL) is 1 when it cannot, that is a bad url, Redis refused the
+ * credentials or the user's permissions (NOAUTH, WRONGPASS, NOPERM) or has
+ * no such database, and 0
  * for a failure that may pass (Redis down, a timeout, out of memory). */
 store_t *store_open(const char *url, int *permanent, char *errstr, size_t errstr_size);
 void store_destroy(store_t *s);

@@ -352,6 +352,10 @@ static void test_refused_credentials_are_permanent(void **state) {
     /* nothing listens: may pass, retrying is right */
     assert_null(store_open("redis://127.0.0.1:1", &permanent, c->err, sizeof c->err));
     assert_int_equal(permanent, 0);
+    /* a database the server does not have never appears */
+    snprintf(url, sizeof url, "redis://alice:s3cret@127.0.0.1:%d/99", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
     /* a bad url never works */
     assert_null(store_open("http://x", &permanent, c->err, sizeof c->err));
     assert_int_equal(permanent, 1);
