@@ -24,15 +24,22 @@ for t in $targets; do
     fi
     log=$build/fuzz-$t.log
     start=$(date +%s)
-    (cd "$build" && "$exe" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
+    # CPU seconds (user + system) as well as wall time: on a shared machine
+    # a niced fuzzer gets a fraction of a core.
+    timer=""
+    [ -x /usr/bin/time ] && timer="/usr/bin/time -o $build/fuzz-$t.cpu -f %U+%S"
+    # shellcheck disable=SC2086
+    (cd "$build" && $timer "$exe" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
         -malloc_limit_mb=1024 -timeout=20 -print_final_stats=1 \
         -artifact_prefix="$build/crash-$t-" "$corpus" >"$log" 2>&1)
     rc=$?
     end=$(date +%s)
+    cpu="?"
+    [ -s "$build/fuzz-$t.cpu" ] && cpu=$(tail -1 "$build/fuzz-$t.cpu" | awk -F+ '{print $1 + $2}')
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     files=$(ls "$corpus" | wc -l)
     if [ $rc -eq 0 ]; then verdict=ok; else verdict="FAILED (rc $rc, see $log)"; status=1; fi
-    echo "fuzz_$t: $((end - start)) s, ${execs:-?} runs, ${cov:-cov: ?}, corpus $files files: $verdict"
+    echo "fuzz_$t: $((end - start)) s wall, $cpu s CPU, ${execs:-?} runs, ${cov:-cov: ?}, corpus $files files: $verdict"
 done
 exit $status
