@@ -104,8 +104,16 @@ static void check_url(const char *url) {
     if (strlen(url) + 64 < sizeof red && strcmp(red, red2) != 0) abort();
 }
 
+static int has_plugin(const char *key, const char *value, void *opaque) {
+    (void)value, (void)opaque;
+    return strstr(key, "plugin") != NULL;
+}
+
 static void check_kafka(const config_t *c) {
     char err[512];
+    /* librdkafka dlopen()s plugin.library.paths as soon as it is set: not
+     * something to do with fuzzed paths. */
+    if (config_foreach(c, "kafka.", has_plugin, NULL)) return;
     rd_kafka_conf_t *conf = rt_kafka_conf(c, "consumer", err, sizeof err);
     if (conf) rd_kafka_conf_destroy(conf);
     conf = rt_kafka_conf(c, "producer", err, sizeof err);
