@@ -1095,26 +1095,38 @@ static int protect_secret(const char *key, const char *value, void *opaque) {
     return 0;
 }
 
+/* Registers the raw text [p, p+n) as a secret (a password as written in a
+ * url, percent-encoded or not). */
+static void protect_span(const char *p, size_t n) {
+    char buf[512];
+    if (n == 0 || n >= sizeof buf) return;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    log_add_secret(buf);
+    memset(buf, 0, sizeof buf);
+}
+
 void rt_protect_secrets(const config_t *config) {
     config_foreach(config, NULL, protect_secret, NULL);
     char pw[512];
     const char *url = config_get(config, "redis.url", NULL);
-    if (url && store_url_password(url, pw, sizeof pw)) {
-        log_add_secret(pw);
-        /* as written in the url too, when percent-encoded */
-        char red[1024];
-        store_url_redact(url, red, sizeof red);
-        if (strcmp(red, url) != 0) {
-            const char *sch = strstr(url, "://");
-            const char *p = sch ? sch + 3 : url, *colon = strchr(p, ':'), *at = strrchr(p, '@');
-            if (colon && at && colon < at && (size_t)(at - colon - 1) < sizeof pw) {
-                memcpy(pw, colon + 1, (size_t)(at - colon - 1));
-                pw[at - colon - 1] = '\0';
-                log_add_secret(pw);
-            }
-        }
-    }
+    if (!url || !store_url_password(url, pw, sizeof pw)) return;
+    log_add_secret(pw);
     memset(pw, 0, sizeof pw);
+    /* As written in the url too: the userinfo's password (up to the last
+     * '@' before the query, as the parser reads it) and password= options. */
+    const char *sch = strstr(url, "://");
+    const char *p = sch ? sch + 3 : url, *q = strchr(p, '?');
+    const char *lim = q ? q : p + strlen(p), *at = NULL;
+    for (const char *x = p; x < lim; x++)
+        if (*x == '@') at = x;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon) protect_span(colon + 1, (size_t)(at - colon - 1));
+    for (const char *o = q; o && *o; o = strchr(o + 1, '&')) {
+        if (strncmp(o + 1, "password=", 9) != 0) continue;
+        const char *v = o + 10, *amp = strchr(v, '&');
+        protect_span(v, amp ? (size_t)(amp - v) : strlen(v));
+    }
 }
 
 int rt_run(const worker_def_t *const *workers, size_t n_workers, config_t *config, char *errstr,

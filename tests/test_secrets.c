@@ -50,14 +50,20 @@ static void test_config_secrets_never_logged(void **state) {
     assert_int_equal(config_set(c, "kafka.sasl.username", "reel-user"), 0);
     assert_int_equal(config_set(c, "sentiment.max.tokens", "1000"), 0);
     rt_protect_secrets(c);
+    config_t *u = config_new();
+    assert_int_equal(config_set(u, "redis.url", "unix:///run/r.sock?db=1&password=q%23pw-4444"), 0);
+    rt_protect_secrets(u);
+    config_destroy(u);
     char *out = logged("url redis://alice:p%40ss-w0rd-x@redis decoded p@ss-w0rd-x sasl-pw-1234 "
-                       "key-pw-5678 oidc-secret-9 [principal=bob extra=zz99] reel-user 1000");
+                       "key-pw-5678 oidc-secret-9 [principal=bob extra=zz99] reel-user 1000 "
+                       "unix:///run/r.sock?db=1&password=q%23pw-4444 q#pw-4444");
     static const char *const secrets[] = {"p%40ss-w0rd-x", "p@ss-w0rd-x",   "sasl-pw-1234",
                                           "key-pw-5678",   "oidc-secret-9", "extra=zz99"};
     for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++)
         if (strstr(out, secrets[i])) fail_msg("'%s' logged: %s", secrets[i], out);
     assert_non_null(strstr(out, "redis://alice:***@redis"));
-    assert_non_null(strstr(out, "reel-user 1000")); /* not secrets */
+    assert_non_null(strstr(out, "reel-user 1000 ")); /* not secrets */
+    if (!strstr(out, "?db=1&password=*** ***")) fail_msg("%s", out);
     free(out);
     config_destroy(c);
 }
