@@ -393,7 +393,11 @@ static redisReply *setup_cmd(store_t *s, redisContext *c, const char *what, int 
                     "%s: authentication failed: the server requires a password "
                     "(redis://:password@host or redis://user:password@host): %s",
                     where, r->str);
-        } else if (strcmp(what, "AUTH") == 0 || strncmp(r->str, "WRONGPASS", 9) == 0) {
+        } else if (strncmp(r->str, "WRONGPASS", 9) == 0 ||
+                   (strcmp(what, "AUTH") == 0 && strncmp(r->str, "ERR", 3) == 0)) {
+            /* WRONGPASS (Redis 6+), "ERR invalid password" (older), "ERR
+             * AUTH <password> called without any password configured";
+             * not LOADING or BUSY, which pass. */
             s->refused = 1;
             set_err(errstr, n, "%s: authentication failed%s%s%s: %s", where,
                     s->user ? " for user '" : "", s->user ? s->user : "", s->user ? "'" : "",
