@@ -38,7 +38,7 @@ for t in $targets; do
     [ -s "$build/fuzz-$t.cpu" ] && cpu=$(tail -1 "$build/fuzz-$t.cpu" | awk -F+ '{print $1 + $2}')
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-    files=$(ls "$corpus" | wc -l)
+    files=$(find "$corpus" -type f | wc -l)
     if [ $rc -eq 0 ]; then verdict=ok; else verdict="FAILED (rc $rc, see $log)"; status=1; fi
     echo "fuzz_$t: $((end - start)) s wall, $cpu s CPU, ${execs:-?} runs, ${cov:-cov: ?}, corpus $files files: $verdict"
 done

@@ -1,4 +1,6 @@
 #!/bin/bash
+# shellcheck disable=SC2046,SC2034
+# (word splitting of $(reel_opts) is wanted; REDIS_PID is read by lib.sh)
 # A corrupt model pushed through the registry as the *current* version is
 # refused by the running worker before any use, with a log line that names
 # the version and the reason, and the worker keeps serving its previous
@@ -85,7 +87,7 @@ for i in $(seq 1 "$NBAD"); do
     wait_outputs review-sentiment $((i + 1))
 done
 consume review-sentiment | jq -r '.value.model_version' | sort | uniq -c >"$WORK/s_versions.txt"
-[ "$(cat "$WORK/s_versions.txt" | awk '{print $1, $2}')" = "$((NBAD + 1)) sentiment-bow-v1" ] ||
+[ "$(awk '{print $1, $2}' "$WORK/s_versions.txt")" = "$((NBAD + 1)) sentiment-bow-v1" ] ||
     fail "sentiment outputs not all from v1: $(cat "$WORK/s_versions.txt")"
 grep -o 'sentiment model v[0-9]* refused: [^"]*' "$WORK/sentiment.log" | sort -u >"$WORK/s_reasons.txt"
 [ "$(wc -l <"$WORK/s_reasons.txt")" = "$NBAD" ] || fail "want $NBAD refusals, got $(cat "$WORK/s_reasons.txt")"

@@ -1,4 +1,6 @@
 #!/bin/bash
+# shellcheck disable=SC2046,SC2034
+# (word splitting of $(reel_opts) is wanted; REDIS_PID is read by lib.sh)
 # Security of a worker's connections and logs, against a redis-server that
 # requires a password and has ACL users, and `reel mock-kafka`:
 #  - Redis AUTH: a worker with the password (redis://:pw@host) and one with
