@@ -254,7 +254,8 @@ static void test_non_finite_weights(void **state) {
 /* Inputs the fuzzer found (tests/fuzz/model_seeds/regress-*). */
 static void test_fuzzer_regressions(void **state) {
     (void)state;
-    static const char *const found[] = {"regress-sph-nul-name.rsph"};
+    static const char *const found[] = {"regress-sph-nul-name.rsph",
+                                        "regress-rsnt-missing-bias.rsnt"};
     char err[512];
     for (size_t i = 0; i < sizeof found / sizeof found[0]; i++) {
         size_t n;

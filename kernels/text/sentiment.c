@@ -539,7 +539,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         m->b = rd_f32(&r);
         m->w = malloc((size_t)m->vocab->n * sizeof *m->w + 1);
         if (!m->w) goto oom;
-        if (rd_floats(&r, m->w, m->vocab->n) < 0) {
+        /* r.bad: the bias itself was missing (read as 0 by rd_f32) */
+        if (rd_floats(&r, m->w, m->vocab->n) < 0 || r.bad) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
             goto fail;
         }
@@ -589,6 +590,10 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             }
             r.pos = r.len;
         }
+    }
+    if (r.bad) {
+        snprintf(errstr, errstr_size, "sentiment model truncated");
+        goto fail;
     }
     if (r.pos != r.len) {
         snprintf(errstr, errstr_size, "sentiment model has %zu trailing bytes", r.len - r.pos);
