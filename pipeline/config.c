@@ -132,6 +132,63 @@ out:
     return rc;
 }
 
+/* Properties files are small; a larger one is a mistake (or not a
+ * properties file), refused before it is read. */
+#define CONFIG_MAX_FILE_BYTES (16u << 20)
+
+int config_load_mem(config_t *c, const char *name, const char *data, size_t len, char *errstr,
+                    size_t errstr_size) {
+    int rc = -1;
+    char *line = NULL;
+    size_t line_cap = 0;
+    unsigned lineno = 0;
+    size_t pos = 0;
+    /* Editors on some systems start a file with a UTF-8 byte order mark. */
+    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) pos = 3;
+    while (pos < len) {
+        lineno++;
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (data + pos)) : len - pos;
+        /* A NUL cannot be part of a key or value (they are C strings): the
+         * file is not text. */
+        if (memchr(data + pos, '\0', n)) {
+            snprintf(errstr, errstr_size, "%s:%u: NUL byte (not a text file)", name, lineno);
+            goto out;
+        }
+        if (n + 1 > line_cap) {
+            char *grown = realloc(line, n + 1);
+            if (!grown) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto out;
+            }
+            line = grown;
+            line_cap = n + 1;
+        }
+        memcpy(line, data + pos, n);
+        line[n] = '\0';
+        pos += n + (nl ? 1 : 0);
+        char *s = trim(line, &n);
+        if (n == 0 || *s == '#' || *s == '!') continue;
+        /* The first '=' or ':' separates, so values may hold either
+         * ("bootstrap.servers=host:9092", "url: redis://h:6379/0?x=1").
+         * '#' after a value is part of it: passwords may contain one. */
+        char *sep = strpbrk(s, "=:");
+        if (!sep) {
+            snprintf(errstr, errstr_size, "%s:%u: expected key=value", name, lineno);
+            goto out;
+        }
+        char reason[128];
+        if (set_split(c, s, sep, reason, sizeof reason) < 0) {
+            snprintf(errstr, errstr_size, "%s:%u: %s", name, lineno, reason);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(line);
+    return rc;
+}
+
 int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_size) {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -139,39 +196,32 @@ int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_
         return -1;
     }
     int rc = -1;
-    char *line = NULL;
-    size_t line_cap = 0;
-    ssize_t len;
-    unsigned lineno = 0;
-    while ((len = getline(&line, &line_cap, f)) >= 0) {
-        lineno++;
-        char *s = line;
-        /* Editors on some systems start a file with a UTF-8 byte order mark. */
-        if (lineno == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) s += 3, len -= 3;
-        size_t n = (size_t)len;
-        s = trim(s, &n);
-        if (n == 0 || *s == '#' || *s == '!') continue;
-        /* The first '=' or ':' separates, so values may hold either
-         * ("bootstrap.servers=host:9092", "url: redis://h:6379/0?x=1").
-         * '#' after a value is part of it: passwords may contain one. */
-        char *sep = strpbrk(s, "=:");
-        if (!sep) {
-            snprintf(errstr, errstr_size, "%s:%u: expected key=value", path, lineno);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            snprintf(errstr, errstr_size, "out of memory");
             goto out;
         }
-        char reason[128];
-        if (set_split(c, s, sep, reason, sizeof reason) < 0) {
-            snprintf(errstr, errstr_size, "%s:%u: %s", path, lineno, reason);
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap) break;
+        if (cap >= CONFIG_MAX_FILE_BYTES) {
+            snprintf(errstr, errstr_size, "%s: larger than %u MiB", path,
+                     CONFIG_MAX_FILE_BYTES >> 20);
             goto out;
         }
+        char *grown = realloc(buf, cap * 2);
+        if (!grown) free(buf);
+        buf = grown;
+        cap *= 2;
     }
     if (ferror(f)) {
         snprintf(errstr, errstr_size, "%s: read error", path);
         goto out;
     }
-    rc = 0;
+    rc = config_load_mem(c, path, buf, len, errstr, errstr_size);
 out:
-    free(line);
+    free(buf);
     fclose(f);
     return rc;
 }

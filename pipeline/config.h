@@ -33,8 +33,13 @@ void config_apply_defaults(config_t *c, const config_key_t *keys);
 int config_set(config_t *c, const char *key, const char *value);
 /* Parses "key=value". Returns 0, or -1 with a reason in errstr. */
 int config_set_pair(config_t *c, const char *pair, char *errstr, size_t errstr_size);
-/* Reads a properties file. Returns 0, or -1 with "path:line: reason". */
+/* Reads a properties file (at most 16 MiB). Returns 0, or -1 with
+ * "path:line: reason". */
 int config_load_file(config_t *c, const char *path, char *errstr, size_t errstr_size);
+/* The same from data[0..len) (any bytes; a NUL byte is an error); name
+ * stands for the path in messages. */
+int config_load_mem(config_t *c, const char *name, const char *data, size_t len, char *errstr,
+                    size_t errstr_size);
 /* Applies REEL_* variables from envp (NULL-terminated, like environ). */
 void config_load_env(config_t *c, char *const *envp);
 

@@ -157,6 +157,44 @@ static void append(char *out, size_t *pos, const char *s) {
     *pos += n;
 }
 
+/* Secrets (passwords from the configuration) masked in every line. Added
+ * at start-up, never removed; a slot is filled before the count covers it,
+ * so readers need no lock. */
+#define LOG_MAX_SECRETS 32
+#define LOG_MIN_SECRET 4
+static char *g_secrets[LOG_MAX_SECRETS];
+static atomic_int g_n_secrets;
+static pthread_mutex_t g_secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_add_secret(const char *secret) {
+    if (!secret || strlen(secret) < LOG_MIN_SECRET) return;
+    pthread_mutex_lock(&g_secrets_lock);
+    int n = atomic_load(&g_n_secrets);
+    int known = 0;
+    for (int i = 0; i < n; i++) known |= strcmp(g_secrets[i], secret) == 0;
+    if (!known && n < LOG_MAX_SECRETS && (g_secrets[n] = strdup(secret)))
+        atomic_store(&g_n_secrets, n + 1);
+    pthread_mutex_unlock(&g_secrets_lock);
+}
+
+/* Replaces every registered secret in msg[0..*n) by "***" (never longer
+ * than a secret, so msg only shrinks). */
+static void scrub(char *msg, size_t *n) {
+    int k = atomic_load(&g_n_secrets);
+    for (int i = 0; i < k; i++) {
+        const char *sec = g_secrets[i];
+        size_t sl = strlen(sec), at = 0;
+        char *hit;
+        while (at < *n && (hit = memmem(msg + at, *n - at, sec, sl))) {
+            size_t off = (size_t)(hit - msg);
+            memcpy(hit, "***", 3);
+            memmove(hit + 3, hit + sl, *n - off - sl);
+            *n -= sl - 3;
+            at = off + 3;
+        }
+    }
+}
+
 void log_write(log_level_t level, const char *event, const char *fmt, ...) {
     if (!log_enabled(level)) return;
     int saved_errno = errno; /* callers may log and then still use errno */
@@ -180,6 +218,7 @@ void log_write(log_level_t level, const char *event, const char *fmt, ...) {
     if (msg_len < 0) msg_len = 0;
     int cut = (size_t)msg_len >= sizeof msg;
     size_t msg_n = cut ? sizeof msg - 1 : (size_t)msg_len;
+    scrub(msg, &msg_n);
 
     char component[COMPONENT_MAX];
     pthread_mutex_lock(&g_component_lock);

@@ -15,6 +15,12 @@ int log_enabled(log_level_t level);
 /* Component name in every line (copied; default "reel"). */
 void log_set_component(const char *component);
 
+/* Masks secret (copied) as "***" in every later line, whoever wrote it
+ * (reel or librdkafka): passwords from the configuration never reach the
+ * log even when an error message or a debug line quotes them. Secrets
+ * shorter than 4 bytes are not masked; at most 32 are kept. */
+void log_add_secret(const char *secret);
+
 /* event: a short snake_case identifier for alerting and grep; msg is
  * printf-formatted free text. Both are JSON-escaped. */
 void log_write(log_level_t level, const char *event, const char *fmt, ...)

@@ -485,6 +485,23 @@ static void drop_collected(rt_ctx_t *ctx, const char *topic, int32_t partition) 
     ctx->n_msgs = w;
 }
 
+/* After a failed Redis operation: when Redis refused the credentials or
+ * the ACL user's permissions, retrying cannot help, so the worker stops
+ * with the reason (non-zero exit) instead of backing off for ever. Nothing
+ * of the batch in hand was committed, so stopping loses nothing. Returns 1
+ * when the worker must stop. */
+static int redis_refused(rt_ctx_t *ctx, const char *err) {
+    if (!store_refused(ctx->store)) return 0;
+    if (!ctx->fatal) {
+        snprintf(ctx->fatal_reason, sizeof ctx->fatal_reason, "%s", err);
+        ctx->fatal = 1;
+        metrics_set_health(ctx->metrics, 0, "redis refused the credentials");
+        log_error("redis_auth_failed",
+                  "%s (not retrying: check the credentials in redis.url and the user's ACL)", err);
+    }
+    return 1;
+}
+
 /* Reads a partition's offset from Redis, retrying with backoff: assigning
  * a partition from a guessed offset could skip or repeat state. */
 static int64_t offset_from_redis(rt_ctx_t *ctx, const char *topic, int32_t partition, int *ok) {
@@ -499,6 +516,10 @@ static int64_t offset_from_redis(rt_ctx_t *ctx, const char *topic, int32_t parti
             return off;
         }
         metrics_add(ctx->metrics, "reel_redis_errors_total", ctx->labels, 1);
+        if (redis_refused(ctx, err)) {
+            *ok = 0;
+            return -1;
+        }
         log_warn("redis_unavailable", "reading offset of %s[%" PRId32 "]: %s (retrying)", topic,
                  partition, err);
         if (rt_stopping()) {
@@ -689,6 +710,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
     const char *topic = rd_kafka_topic_name(msgs[0]->rkt);
     int32_t partition = msgs[0]->partition;
     rt_partition_t *p = part_find(ctx, topic, partition);
+    if (ctx->fatal) return -1;
     if (!p || !p->active) return 0;
 
     /* Messages below the applied offset were already applied (they can
@@ -721,7 +743,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
 
     for (unsigned attempt = 0;; attempt++) {
         if (attempt > 0) {
-            if (rt_stopping()) return -1;
+            if (rt_stopping() || ctx->fatal) return -1;
             sleep_ms(store_backoff_ms(attempt - 1));
         }
         store_batch_reset(ctx->state);
@@ -732,6 +754,10 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         if (ctx->n_records > 0) {
             err[0] = 0;
             if (ctx->def->process(ctx->wstate, ctx, &batch, err, sizeof err) < 0) {
+                if (redis_refused(ctx, err)) {
+                    wait_deliveries(ctx);
+                    return -1;
+                }
                 log_warn("batch_retry",
                          "worker %s failed on %s[%" PRId32 "] at %" PRId64 ": %s (retrying)",
                          ctx->def->name, topic, partition, first_offset, err);
@@ -758,6 +784,7 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
                 if (rc >= 0) break;
             }
             metrics_add(ctx->metrics, "reel_redis_errors_total", ctx->labels, 1);
+            if (redis_refused(ctx, err)) return -1;
             metrics_set_health(ctx->metrics, 0, "redis unavailable");
             log_warn("redis_unavailable",
                      "commit of %s[%" PRId32 "] %" PRId64 "..%" PRId64 ": %s (retrying)", topic,
@@ -990,9 +1017,11 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
     /* Redis first: a worker without its state must not consume. */
     const char *url = config_get(config, "redis.url", "redis://127.0.0.1:6379");
     for (unsigned attempt = 0; !ctx->store; attempt++) {
-        ctx->store = store_new(url, errstr, errstr_size);
+        int permanent = 0;
+        ctx->store = store_open(url, &permanent, errstr, errstr_size);
         if (ctx->store) break;
-        if (strstr(errstr, "url") || rt_stopping()) goto fail;
+        /* A bad url or refused credentials: retrying cannot help. */
+        if (permanent || rt_stopping()) goto fail;
         log_warn("redis_unavailable", "%s (retrying)", errstr);
         sleep_ms(store_backoff_ms(attempt));
     }
@@ -1091,11 +1120,11 @@ static void *worker_thread(void *arg) {
     ctx->last_reload_ms = now_ms();
     while (!rt_stopping() && !ctx->fatal) {
         collect(ctx);
-        if (ctx->n_msgs) run_collected(ctx);
+        if (ctx->n_msgs && !ctx->fatal) run_collected(ctx);
         rd_kafka_poll(ctx->producer, 0);
         if (ctx->def->reload && now_ms() - ctx->last_reload_ms >= ctx->reload_interval_ms) {
             char err[512];
-            if (ctx->def->reload(ctx->wstate, ctx, err, sizeof err) < 0)
+            if (ctx->def->reload(ctx->wstate, ctx, err, sizeof err) < 0 && !redis_refused(ctx, err))
                 log_warn("reload_failed", "worker=%s: %s (keeping the current model)",
                          ctx->def->name, err);
             ctx->last_reload_ms = now_ms();
@@ -1145,8 +1174,62 @@ static void declare_metrics(metrics_t *m) {
                     "1 for the model version each worker serves.");
 }
 
+/* Is key's value a secret? librdkafka's own: sasl.password,
+ * ssl.key.password, ssl.keystore.password, sasl.oauthbearer.client.secret,
+ * sasl.oauthbearer.config, ssl.key.pem, ssl_key (and the same under
+ * kafka.consumer. and kafka.producer.); and any other key naming a password
+ * or secret. */
+static int secret_key(const char *key) {
+    static const char *const words[] = {"password", "secret",  "oauthbearer.config",
+                                        "key.pem",  "ssl_key", "jaas"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strstr(key, words[i])) return 1;
+    return 0;
+}
+
+static int protect_secret(const char *key, const char *value, void *opaque) {
+    (void)opaque;
+    if (secret_key(key)) log_add_secret(value);
+    return 0;
+}
+
+/* Registers the raw text [p, p+n) as a secret (a password as written in a
+ * url, percent-encoded or not). */
+static void protect_span(const char *p, size_t n) {
+    char buf[512];
+    if (n == 0 || n >= sizeof buf) return;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    log_add_secret(buf);
+    memset(buf, 0, sizeof buf);
+}
+
+void rt_protect_secrets(const config_t *config) {
+    config_foreach(config, NULL, protect_secret, NULL);
+    char pw[512];
+    const char *url = config_get(config, "redis.url", NULL);
+    if (!url || !store_url_password(url, pw, sizeof pw)) return;
+    log_add_secret(pw);
+    memset(pw, 0, sizeof pw);
+    /* As written in the url too: the userinfo's password (up to the last
+     * '@' before the query, as the parser reads it) and password= options. */
+    const char *sch = strstr(url, "://");
+    const char *p = sch ? sch + 3 : url, *q = strchr(p, '?');
+    const char *lim = q ? q : p + strlen(p), *at = NULL;
+    for (const char *x = p; x < lim; x++)
+        if (*x == '@') at = x;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon) protect_span(colon + 1, (size_t)(at - colon - 1));
+    for (const char *o = q; o && *o; o = strchr(o + 1, '&')) {
+        if (strncmp(o + 1, "password=", 9) != 0) continue;
+        const char *v = o + 10, *amp = strchr(v, '&');
+        protect_span(v, amp ? (size_t)(amp - v) : strlen(v));
+    }
+}
+
 int rt_run(const worker_def_t *const *workers, size_t n_workers, config_t *config, char *errstr,
            size_t errstr_size) {
+    rt_protect_secrets(config);
     metrics_t *metrics = metrics_new();
     rt_thread_t *threads = calloc(n_workers, sizeof *threads);
     int rc = 0;

@@ -134,6 +134,12 @@ int rt_stopping(void);
  * stopping it (not while it runs). */
 void rt_stop_reset(void);
 
+/* Registers every secret of config with log_add_secret(): values of keys
+ * naming a password, secret or private key (kafka.sasl.password,
+ * kafka.ssl.key.password, ...) and the password in redis.url, so no log
+ * line shows them. rt_run() calls it; commands that log call it too. */
+void rt_protect_secrets(const config_t *config);
+
 /* Builds librdkafka configuration from every "kafka.*" key (prefix
  * stripped) plus role-specific "kafka.consumer.*" / "kafka.producer.*".
  * Returns a conf the caller owns (or passes to rd_kafka_new()), or NULL

@@ -112,6 +112,7 @@ struct store {
 
     redisContext *c; /* NULL before the first connection */
     int broken;      /* c must not be used; store_ensure_connected() replaces it */
+    int refused;     /* the last connect failed on credentials or permissions */
     char sha[41];    /* of commit_script, from SCRIPT LOAD */
     uint64_t round_trips;
 
@@ -383,11 +384,35 @@ static redisReply *setup_cmd(store_t *s, redisContext *c, const char *what, int 
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "NOAUTH", 6) == 0)
-            set_err(errstr, n, "%s: the server requires a password (put it in the url): %s", where,
+        /* Credentials and permissions do not fix themselves: the store says
+         * so (store_refused()), so that callers fail at once instead of
+         * retrying for ever. Redis's replies never echo the password. */
+        if (strncmp(r->str, "NOAUTH", 6) == 0) {
+            s->refused = 1;
+            set_err(errstr, n,
+                    "%s: authentication failed: the server requires a password "
+                    "(redis://:password@host or redis://user:password@host): %s",
+                    where, r->str);
+        } else if (strncmp(r->str, "WRONGPASS", 9) == 0 ||
+                   (strcmp(what, "AUTH") == 0 && strncmp(r->str, "ERR", 3) == 0)) {
+            /* WRONGPASS (Redis 6+), "ERR invalid password" (older), "ERR
+             * AUTH <password> called without any password configured";
+             * not LOADING or BUSY, which pass. */
+            s->refused = 1;
+            set_err(errstr, n, "%s: authentication failed%s%s%s: %s", where,
+                    s->user ? " for user '" : "", s->user ? s->user : "", s->user ? "'" : "",
                     r->str);
-        else
+        } else if (strncmp(r->str, "NOPERM", 6) == 0) {
+            s->refused = 1;
+            set_err(errstr, n, "%s: %s: permission denied%s%s%s: %s", where, what,
+                    s->user ? " for user '" : "", s->user ? s->user : "", s->user ? "'" : "",
+                    r->str);
+        } else {
+            /* A database the server does not have will not appear either;
+             * other errors (LOADING after a restart, BUSY) pass. */
+            if (strcmp(what, "SELECT") == 0 && strstr(r->str, "out of range")) s->refused = 1;
             set_err(errstr, n, "%s: %s: %s", where, what, r->str);
+        }
         freeReplyObject(r);
         return NULL;
     }
@@ -402,6 +427,7 @@ static int store_connect(store_t *s, char *errstr, size_t n) {
     redisReply *r = NULL;
 
     describe(s, where, sizeof where);
+    s->refused = 0;
     if (s->is_unix)
         c = redisConnectUnixWithTimeout(s->path, ms_tv(STORE_CONNECT_TIMEOUT_MS));
     else
@@ -454,22 +480,120 @@ fail:
     return -1;
 }
 
-store_t *store_new(const char *url, char *errstr, size_t errstr_size) {
+store_t *store_open(const char *url, int *permanent, char *errstr, size_t errstr_size) {
     store_t *s = NULL;
+    if (permanent) *permanent = 1;
     if (!url) {
         set_err(errstr, errstr_size, "redis url: none given");
         return NULL;
     }
     if (!(s = calloc(1, sizeof *s))) {
         set_err(errstr, errstr_size, "out of memory");
+        if (permanent) *permanent = 0;
         return NULL;
     }
     if (parse_url(s, url, errstr, errstr_size) < 0) goto fail;
-    if (store_connect(s, errstr, errstr_size) < 0) goto fail;
+    if (store_connect(s, errstr, errstr_size) < 0) {
+        if (permanent) *permanent = s->refused;
+        goto fail;
+    }
+    if (permanent) *permanent = 0;
     return s;
 fail:
     store_destroy(s);
     return NULL;
+}
+
+store_t *store_new(const char *url, char *errstr, size_t errstr_size) {
+    return store_open(url, NULL, errstr, errstr_size);
+}
+
+int store_refused(const store_t *s) {
+    return s->refused;
+}
+
+int store_url_check(const char *url, char *errstr, size_t errstr_size) {
+    store_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        set_err(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    int rc = url ? parse_url(s, url, errstr, errstr_size) : -1;
+    if (!url) set_err(errstr, errstr_size, "redis url: none given");
+    store_destroy(s);
+    return rc;
+}
+
+int store_url_password(const char *url, char *out, size_t out_size) {
+    if (!out || out_size == 0) return 0;
+    out[0] = '\0';
+    store_t *s = url ? calloc(1, sizeof *s) : NULL;
+    if (!s) return 0;
+    char err[256];
+    int found = 0;
+    if (parse_url(s, url, err, sizeof err) == 0 && s->password) {
+        snprintf(out, out_size, "%s", s->password);
+        found = 1;
+    }
+    store_destroy(s);
+    return found;
+}
+
+/* Copies [src, src+n) into out at *o, bounded by size (always leaving room
+ * for the terminating NUL). */
+static void put_span(char *out, size_t size, size_t *o, const char *src, size_t n) {
+    for (size_t i = 0; i < n && *o + 1 < size; i++) out[(*o)++] = src[i];
+}
+
+void store_url_redact(const char *url, char *out, size_t out_size) {
+    static const char mask[] = "***";
+    if (!out || out_size == 0) return;
+    size_t o = 0;
+    if (!url) url = "";
+    const char *p = url;
+    const char *scheme = strstr(url, "://");
+    if (scheme) {
+        p = scheme + 3;
+        put_span(out, out_size, &o, url, (size_t)(p - url));
+        /* userinfo ends at the last '@' before the path or query (passwords
+         * may hold an '@' or '/' unencoded, which parse_url tolerates too). */
+        const char *q = strchr(p, '?');
+        const char *lim = q ? q : p + strlen(p);
+        const char *at = NULL;
+        for (const char *x = p; x < lim; x++)
+            if (*x == '@') at = x;
+        if (at) {
+            const char *colon = memchr(p, ':', (size_t)(at - p));
+            if (colon) {
+                put_span(out, out_size, &o, p, (size_t)(colon - p) + 1);
+                put_span(out, out_size, &o, mask, sizeof mask - 1);
+            } else {
+                put_span(out, out_size, &o, mask, sizeof mask - 1);
+            }
+            p = at;
+        }
+    }
+    /* The rest, with the value of every password= query option masked. */
+    const char *q = strchr(p, '?');
+    if (!q) {
+        put_span(out, out_size, &o, p, strlen(p));
+    } else {
+        put_span(out, out_size, &o, p, (size_t)(q - p) + 1);
+        p = q + 1;
+        while (*p) {
+            const char *amp = strchr(p, '&');
+            size_t len = amp ? (size_t)(amp - p) : strlen(p);
+            if (len >= 9 && memcmp(p, "password=", 9) == 0) {
+                put_span(out, out_size, &o, p, 9);
+                put_span(out, out_size, &o, mask, sizeof mask - 1);
+            } else {
+                put_span(out, out_size, &o, p, len);
+            }
+            p += len;
+            if (*p == '&') put_span(out, out_size, &o, p++, 1);
+        }
+    }
+    out[o] = '\0';
 }
 
 void store_destroy(store_t *s) {
@@ -545,6 +669,7 @@ redisReply *store_command(store_t *s, char *errstr, size_t errstr_size, const ch
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "NOPERM")) s->refused = 1;
         set_err(errstr, errstr_size, "redis: %s", r->str);
         freeReplyObject(r);
         return NULL;
@@ -754,6 +879,9 @@ int store_commit(store_t *s, const store_batch_t *b, const char *offsets_key, in
         return -1;
     }
     if (r->type == REDIS_REPLY_ERROR) {
+        /* An ACL user without the rights to the worker's keys or to EVALSHA:
+         * as permanent as a wrong password. */
+        if (strstr(r->str, "NOPERM")) s->refused = 1;
         if (strncmp(r->str, "PARTIAL ", 8) == 0) {
             remember_partial(s, offsets_key, partition, first_offset, next_offset, r->str + 8);
             set_err(errstr, errstr_size,
@@ -805,6 +933,7 @@ int store_get_offset(store_t *s, const char *offsets_key, int32_t partition, int
         else
             set_err(errstr, errstr_size, "field %s of %s is not an offset", part, offsets_key);
     } else if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "NOPERM")) s->refused = 1;
         set_err(errstr, errstr_size, "HGET %s %s: %s", offsets_key, part, r->str);
     } else {
         set_err(errstr, errstr_size, "HGET %s %s: unexpected reply", offsets_key, part);

@@ -20,7 +20,31 @@ typedef struct store_batch store_batch_t;
  * Returns NULL with a reason in errstr on a bad url or a failed connection.
  * The caller owns the store and frees it with store_destroy(). */
 store_t *store_new(const char *url, char *errstr, size_t errstr_size);
+/* store_new() that also says whether retrying can help: *permanent (may be
+ * NULL) is 1 when it cannot, that is a bad url, Redis refused the
+ * credentials or the user's permissions (NOAUTH, WRONGPASS, NOPERM) or has
+ * no such database, and 0
+ * for a failure that may pass (Redis down, a timeout, out of memory). */
+store_t *store_open(const char *url, int *permanent, char *errstr, size_t errstr_size);
 void store_destroy(store_t *s);
+
+/* 1 when the last (re)connect was refused for credentials or permissions
+ * (the password changed, the ACL user was disabled): retrying will not
+ * help, so a worker stops with the reason instead of backing off. */
+int store_refused(const store_t *s);
+
+/* Parses url as store_new() does, without connecting. Returns 0, or -1
+ * with the reason in errstr (never the password). */
+int store_url_check(const char *url, char *errstr, size_t errstr_size);
+
+/* The (decoded) password of url into out; returns 1 when url parses and
+ * has one, else 0 with out empty. For masking it in logs. */
+int store_url_password(const char *url, char *out, size_t out_size);
+
+/* Writes url into out (always NUL-terminated, truncated to out_size) with
+ * the password of its userinfo and of a password= query option replaced by
+ * "***": the form of a url for logs and messages. Any string is accepted. */
+void store_url_redact(const char *url, char *out, size_t out_size);
 
 /* Reconnects if the last command found the connection broken (the store
  * remembers). Returns 0 when connected, -1 with errstr otherwise. Callers

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds reel and runs every test: a normal build, the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and a short libFuzzer run
-# of the decoders (clang). Installs what it needs.
+# AddressSanitizer + UndefinedBehaviorSanitizer, and a libFuzzer run of every
+# fuzz target (clang, ASan + UBSan: codec, audio, image, tokenize, config,
+# model; 30 s each, REEL_FUZZ_SECONDS=N to change). Installs what it needs.
 #   scripts/test.sh                 all passes
 #   REEL_TEST_PASSES=plain          only the normal build (faster local runs)
 set -eu
@@ -17,7 +18,7 @@ for pass in $PASSES; do
     case $pass in
     plain) dir=build; flags="-DREEL_SANITIZE=OFF" ;;
     asan) dir=build-asan; flags="-DREEL_SANITIZE=ON" ;;
-    fuzz) dir=build-fuzz; flags="-DREEL_FUZZ=ON -DCMAKE_C_COMPILER=clang"; target="--target fuzzers" ;;
+    fuzz) dir=build-fuzz; flags="-DREEL_FUZZ=ON -DCMAKE_C_COMPILER=clang -DREEL_FUZZ_SECONDS=${REEL_FUZZ_SECONDS:-30}"; target="--target fuzzers" ;;
     *) echo "unknown pass $pass" >&2; exit 2 ;;
     esac
     echo "==== $pass build ($dir)"

@@ -91,6 +91,38 @@ static void test_file_empty_key_and_missing_file(void **state) {
     assert_string_equal(err, "/nonexistent/reel.properties: No such file or directory");
 }
 
+/* The same parser from memory (what the fuzzer drives): a NUL byte is not
+ * text and is refused with its line; a byte order mark and a last line
+ * without a newline are fine; a file over 16 MiB is refused. */
+static void test_load_mem_and_limits(void **state) {
+    config_t *c = *state;
+    char err[256] = "";
+    static const char text[] = "\xEF\xBB\xBF"
+                               "a=1\r\nb : two\n\n# c\nlast=x";
+    assert_int_equal(config_load_mem(c, "mem", text, sizeof text - 1, err, sizeof err), 0);
+    assert_string_equal(config_get(c, "a", NULL), "1");
+    assert_string_equal(config_get(c, "b", NULL), "two");
+    assert_string_equal(config_get(c, "last", NULL), "x");
+    static const char nul[] = "a=1\nb=x\0y\n";
+    assert_int_equal(config_load_mem(c, "mem", nul, sizeof nul - 1, err, sizeof err), -1);
+    assert_string_equal(err, "mem:2: NUL byte (not a text file)");
+    assert_int_equal(config_load_mem(c, "mem", "", 0, err, sizeof err), 0);
+
+    char path[64];
+    write_temp(path, sizeof path, "");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    static char line[1 << 16];
+    memset(line, '#', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    for (int i = 0; i < 257; i++) assert_int_equal(fwrite(line, 1, sizeof line, f), sizeof line);
+    fclose(f);
+    int rc = config_load_file(c, path, err, sizeof err);
+    unlink(path);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "larger than 16 MiB"));
+}
+
 static void test_set_pair(void **state) {
     config_t *c = *state;
     char err[256] = "";
@@ -323,6 +355,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_file_parsing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_bad_line_reports_line_number, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_empty_key_and_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_mem_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_pair, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_mapping, setup, teardown),

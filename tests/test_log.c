@@ -144,6 +144,25 @@ static void test_line_fields(void **state) {
     log_set_component(NULL);
 }
 
+/* A registered secret is masked in every line, however often it occurs and
+ * wherever (next to other text, at the ends); short ones are not. */
+static void test_secrets_are_masked(void **state) {
+    (void)state;
+    log_set_level(LOG_INFO);
+    log_add_secret("hunter2-secret");
+    log_add_secret("p@ss");
+    log_add_secret("ab"); /* too short to mask */
+    capture_t cap;
+    capture_begin(&cap);
+    log_info("redis_unavailable",
+             "hunter2-secret url=redis://:p@ss@h sasl=hunter2-secrethunter2-secret ab");
+    const char *out = capture_end(&cap);
+    json_t *j = parse_line(out, strlen(out));
+    assert_string_equal(field(j, "msg"), "*** url=redis://:***@h sasl=****** ab");
+    json_decref(j);
+    capture_free(&cap);
+}
+
 /* Quotes, backslashes, control characters and invalid UTF-8 in event, msg
  * or component all come out as one valid JSON line that decodes to the text,
  * with U+FFFD for each bad byte. */
@@ -299,6 +318,7 @@ int main(void) {
         cmocka_unit_test(test_long_message_truncated),
         cmocka_unit_test(test_level_filter),
         cmocka_unit_test(test_threads_do_not_interleave),
+        cmocka_unit_test(test_secrets_are_masked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

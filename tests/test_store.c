@@ -314,6 +314,110 @@ static void test_auth_with_password_and_acl_user(void **state) {
     store_destroy(s);
 }
 
+/* Refused credentials are permanent (a worker must stop, not retry):
+ * store_open() says so for no password, a wrong one, a disabled ACL user and
+ * a user without the rights the store needs; a server that is down is not
+ * permanent. A running store whose password was changed under it reports the
+ * refusal on its reconnect (store_refused()). */
+static void test_refused_credentials_are_permanent(void **state) {
+    ctx_t *c = *state;
+    char url[256];
+    int permanent = -1;
+    redisReply *r = raw_cmd(c, "ACL SETUSER alice on >s3cret ~* &* +@all");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = raw_cmd(c, "ACL SETUSER reader on >r3ader ~* +get +ping");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    snprintf(url, sizeof url, "redis://alice:s3cret@127.0.0.1:%d", c->f.port);
+    store_t *s = store_open(url, &permanent, c->err, sizeof c->err);
+    if (!s) fail_msg("%s", c->err);
+    assert_int_equal(permanent, 0);
+    assert_int_equal(store_refused(s), 0);
+
+    snprintf(url, sizeof url, "redis://alice:nope@127.0.0.1:%d", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+    assert_non_null(strstr(c->err, "authentication failed for user 'alice'"));
+    assert_null(strstr(c->err, "nope"));
+
+    /* reader may GET but not SCRIPT LOAD: refused, naming the command */
+    snprintf(url, sizeof url, "redis://reader:r3ader@127.0.0.1:%d", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+    assert_non_null(strstr(c->err, "permission denied"));
+    assert_non_null(strstr(c->err, "NOPERM"));
+
+    /* nothing listens: may pass, retrying is right */
+    assert_null(store_open("redis://127.0.0.1:1", &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 0);
+    /* a database the server does not have never appears */
+    snprintf(url, sizeof url, "redis://alice:s3cret@127.0.0.1:%d/99", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+    /* a bad url never works */
+    assert_null(store_open("http://x", &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+
+    /* The password changes while alice's store runs: its reconnect is
+     * refused, and says so. */
+    r = raw_cmd(c, "ACL SETUSER alice resetpass >n3w");
+    freeReplyObject(r);
+    store_mark_broken(s);
+    assert_int_equal(store_ensure_connected(s, c->err, sizeof c->err), -1);
+    assert_int_equal(store_refused(s), 1);
+    assert_non_null(strstr(c->err, "WRONGPASS"));
+    store_destroy(s);
+
+    /* A disabled user likewise. */
+    r = raw_cmd(c, "ACL SETUSER alice off");
+    freeReplyObject(r);
+    snprintf(url, sizeof url, "redis://alice:n3w@127.0.0.1:%d", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+
+    /* requirepass set and none given */
+    r = raw_cmd(c, "CONFIG SET requirepass %s", "pw");
+    freeReplyObject(r);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->f.port);
+    assert_null(store_open(url, &permanent, c->err, sizeof c->err));
+    assert_int_equal(permanent, 1);
+    assert_non_null(strstr(c->err, "requires a password"));
+}
+
+/* Urls are checked without a connection, and written for logs with every
+ * password masked. */
+static void test_url_check_and_redaction(void **state) {
+    (void)state;
+    char err[256], out[256];
+    assert_int_equal(store_url_check("redis://u:pw@h:6379/2", err, sizeof err), 0);
+    assert_int_equal(store_url_check("redis://h:99999", err, sizeof err), -1);
+    assert_non_null(strstr(err, "port"));
+    assert_int_equal(store_url_check(NULL, err, sizeof err), -1);
+    static const char *const cases[][2] = {
+        {"redis://user:s3cret@host:6379/1", "redis://user:***@host:6379/1"},
+        {"redis://:s3cret@host", "redis://:***@host"},
+        {"redis://:p@ss/w:rd@127.0.0.1:6380/0", "redis://:***@127.0.0.1:6380/0"},
+        {"redis://host:6379", "redis://host:6379"},
+        {"unix:///run/r.sock?db=2&user=u&password=s3cret",
+         "unix:///run/r.sock?db=2&user=u&password=***"},
+        {"unix:///run/r.sock?password=s3cret&db=1", "unix:///run/r.sock?password=***&db=1"},
+        {"redis://tok3n@host", "redis://***@host"},
+        {"not a url", "not a url"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        store_url_redact(cases[i][0], out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+    }
+    /* truncation keeps the string terminated and never shows the secret */
+    char small[12];
+    store_url_redact("redis://:s3cretpassword@host", small, sizeof small);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_null(strstr(small, "s3cret"));
+}
+
 /* ---- commits ---- */
 
 /* A commit applies every command and records next_offset, in one round trip. */
@@ -743,6 +847,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_unreachable_server_is_reported, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_url_selects_the_database, setup_tcp, teardown),
         cmocka_unit_test_setup_teardown(test_auth_with_password_and_acl_user, setup_tcp, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_credentials_are_permanent, setup_tcp,
+                                        teardown),
+        cmocka_unit_test(test_url_check_and_redaction),
         cmocka_unit_test_setup_teardown(test_commit_applies_commands_and_offset, setup_store,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_applied_once, setup_store, teardown),

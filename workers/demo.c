@@ -932,7 +932,9 @@ int cmd_demo(int argc, char **argv) {
         }
         redis_url = redis.url;
     }
-    printf("      redis: %s (%s)\n", redis_url, d.o.redis_url ? "given" : "private redis-server");
+    char shown[512];
+    store_url_redact(redis_url, shown, sizeof shown); /* never the password */
+    printf("      redis: %s (%s)\n", shown, d.o.redis_url ? "given" : "private redis-server");
     d.store = store_new(redis_url, err, sizeof err);
     d.codec = codec_new(err, sizeof err);
     if (!d.store || !d.codec) {

@@ -585,7 +585,9 @@ static int via_kafka(data_t *d, const rec_config_t *cfg, unsigned want, int k, d
         if (svc_redis_start(&redis, err, sizeof err) < 0) goto fail;
         redis_url = redis.url;
     }
-    fprintf(stderr, "reel eval: via kafka %s and redis %s\n", bootstrap, redis_url);
+    char shown[512];
+    store_url_redact(redis_url, shown, sizeof shown); /* never the password */
+    fprintf(stderr, "reel eval: via kafka %s and redis %s\n", bootstrap, shown);
     codec = codec_new(err, sizeof err);
     st = codec ? store_new(redis_url, err, sizeof err) : NULL;
     if (!st) goto fail;

@@ -80,6 +80,7 @@ config_t *cli_config(const cli_opts_t *opts) {
         config_destroy(c);
         return NULL;
     }
+    rt_protect_secrets(c);
     return c;
 }
 

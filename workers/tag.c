@@ -75,7 +75,8 @@ typedef struct tag_state {
     /* models */
     cnn_t *net;
     svm_t *svm;
-    int64_t net_version, svm_version;
+    int64_t net_version, svm_version; /* served */
+    int64_t net_polled, svm_polled;   /* last fetched, refused ones included */
     char version[64];
     int version_dirty;
     float *input;  /* model input, c*h*w */
@@ -155,7 +156,7 @@ static void update_version(tag_state_t *st) {
 static int poll_models(tag_state_t *st, store_t *s, char *errstr, size_t n) {
     void *data = NULL;
     size_t len = 0;
-    int64_t v = st->net_version;
+    int64_t v = st->net_polled;
     int r = models_poll(s, "image", &v, &data, &len, errstr, n);
     if (r < 0) return -1;
     if (r == 1) {
@@ -164,7 +165,7 @@ static int poll_models(tag_state_t *st, store_t *s, char *errstr, size_t n) {
         free(data);
         if (!net) {
             snprintf(errstr, n, "image model v%lld: %s", (long long)v, err);
-            st->net_version = v; /* do not retry a broken blob every poll */
+            st->net_polled = v; /* do not retry a broken blob every poll */
             return -1;
         }
         if (grow_floats(&st->input, &st->input_cap, (size_t)net->in_c * net->in_h * net->in_w) <
@@ -176,7 +177,7 @@ static int poll_models(tag_state_t *st, store_t *s, char *errstr, size_t n) {
         }
         cnn_free(st->net);
         st->net = net;
-        st->net_version = v;
+        st->net_version = st->net_polled = v;
         size_t dim = 0;
         cnn_forward(net, st->input, 1, 0);
         cnn_embedding(net, &dim);
@@ -186,14 +187,14 @@ static int poll_models(tag_state_t *st, store_t *s, char *errstr, size_t n) {
         update_version(st);
     }
     if (!st->use_svm) return 0;
-    v = st->svm_version;
+    v = st->svm_polled;
     r = models_poll(s, "image-svm", &v, &data, &len, errstr, n);
     if (r < 0) return -1;
     if (r == 1) {
         char err[256];
         svm_t *m = svm_load_mem(data, len, err, sizeof err);
         free(data);
-        st->svm_version = v;
+        st->svm_polled = v;
         if (!m) {
             snprintf(errstr, n, "image-svm model v%lld: %s", (long long)v, err);
             return -1;
@@ -207,6 +208,7 @@ static int poll_models(tag_state_t *st, store_t *s, char *errstr, size_t n) {
         }
         svm_free(st->svm);
         st->svm = m;
+        st->svm_version = v;
         log_info("model_loaded", "kind=image-svm version=%lld classes=%d dim=%d", (long long)v,
                  m->n_classes, m->dim);
         update_version(st);

@@ -1227,12 +1227,22 @@ sph_model_t *sph_load(const void *data, size_t len, char *errstr, size_t errstr_
             get_i32(&b, &n) < 0)
             goto trunc;
         names[w][l] = 0;
+        /* a NUL inside would cut the name short (and not write back) */
+        if (memchr(names[w], 0, l)) {
+            snprintf(errstr, errstr_size, "speech model: word %d's name holds a NUL byte", w);
+            return NULL;
+        }
         if (n < 1 || n > SPH_MAX_STATES) {
             snprintf(errstr, errstr_size, "speech model: word %d has %d states", w, (int)n);
             return NULL;
         }
         ns[w] = n;
     }
+    /* Every state's parameters must be in the file: checked before the
+     * model is allocated, so a short blob cannot ask for hundreds of MB. */
+    size_t need = 0;
+    for (int w = 0; w < W; w++) need += (size_t)ns[w] * (2 + (size_t)M * (1 + 2 * (size_t)D)) * 4;
+    if (need > b.len - b.pos) goto trunc;
     m = model_alloc(rate, D, M, W, ns);
     if (!m) goto oom;
     m->ins_penalty = pen;

@@ -41,6 +41,12 @@ static float sigm(float x) {
     return 1.0f / (1.0f + expf(-x));
 }
 
+size_t rnn_param_count(int cell, int pool, int vocab, int dim, int hidden, int classes) {
+    size_t G = (size_t)(cell == RNN_GRU ? 3 : 4) * (size_t)hidden, H = (size_t)hidden,
+           D = (size_t)dim, C = (size_t)classes, P = (size_t)(pool == RNN_POOL_MEANMAX ? 2 : 1) * H;
+    return (size_t)vocab * D + D * G + H * G + 2 * G + P * C + C;
+}
+
 rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, uint64_t seed) {
     if (vocab <= 0 || dim <= 0 || hidden <= 0 || classes <= 0) return NULL;
     if (pool != RNN_POOL_MAX && pool != RNN_POOL_MEANMAX) return NULL;
@@ -53,7 +59,7 @@ rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, 
     m->pooled = (pool == RNN_POOL_MEANMAX ? 2 : 1) * hidden;
     size_t G = (size_t)m->gates, H = (size_t)hidden, D = (size_t)dim, C = (size_t)classes,
            P = (size_t)m->pooled;
-    m->n_params = (size_t)vocab * D + D * G + H * G + 2 * G + P * C + C;
+    m->n_params = rnn_param_count(cell, pool, vocab, dim, hidden, classes);
     m->params = malloc(m->n_params * sizeof *m->params);
     if (!m->params) {
         free(m);

@@ -38,6 +38,9 @@ typedef struct rnn {
  * embeddings, forget-gate bias 1. NULL when out of memory, a size is not
  * positive or pool is unknown. The caller frees it with rnn_destroy(). */
 rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, uint64_t seed);
+/* The number of floats rnn_new() allocates for these shapes (loaders check
+ * a file holds them before allocating). */
+size_t rnn_param_count(int cell, int pool, int vocab, int dim, int hidden, int classes);
 void rnn_destroy(rnn_t *m);
 
 /* Buffers for batches of up to max_batch sequences of up to max_len ids.

@@ -497,6 +497,8 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
 /* ---- files ---- */
 
 #define SENT_VERSION 2u
+/* Buffers one prediction may need (an RNN over max_tokens steps): 512 MiB. */
+#define SENT_MAX_WORK_BYTES ((size_t)512u << 20)
 
 static int put_u32(FILE *f, uint32_t x) {
     unsigned char b[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16),
@@ -581,6 +583,12 @@ static int rd_floats(reader_t *r, float *x, size_t n) {
     return 0;
 }
 
+static int floats_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
 sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size) {
     reader_t r = {data, len, 0, 0};
     if (len < 8 || memcmp(data, "RSNT", 4) != 0) {
@@ -645,7 +653,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         m->b = rd_f32(&r);
         m->w = malloc((size_t)m->vocab->n * sizeof *m->w + 1);
         if (!m->w) goto oom;
-        if (rd_floats(&r, m->w, m->vocab->n) < 0) {
+        /* r.bad: the bias itself was missing (read as 0 by rd_f32) */
+        if (rd_floats(&r, m->w, m->vocab->n) < 0 || r.bad) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
             goto fail;
         }
@@ -655,16 +664,24 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             snprintf(errstr, errstr_size, "sentiment model shapes invalid");
             goto fail;
         }
+        /* Before anything is allocated: every network's parameters are in
+         * the file, and the per-text buffers (max_tokens steps) stay within
+         * bounds. */
+        int cell = p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM;
+        size_t np = rnn_param_count(cell, p->pool, (int)V, (int)D, (int)H, (int)C);
+        if (np > (r.len - r.pos) / sizeof(float) / (size_t)(p->nets * p->snapshots)) {
+            snprintf(errstr, errstr_size, "sentiment model weights truncated");
+            goto fail;
+        }
+        if ((size_t)p->max_tokens * (3 * (size_t)D + 22 * (size_t)H) * sizeof(float) >
+            SENT_MAX_WORK_BYTES) {
+            snprintf(errstr, errstr_size,
+                     "sentiment model: %d tokens x %u dims x %u hidden is too large", p->max_tokens,
+                     D, H);
+            goto fail;
+        }
         for (int k = 0; k < p->nets * p->snapshots; k++) {
-            /* Each network's size is checked against the bytes left first. */
-            size_t G = (size_t)(p->kind == SENT_GRU ? 3 : 4) * H;
-            size_t need = (size_t)V * D + (size_t)D * G + (size_t)H * G;
-            if ((r.len - r.pos) / sizeof(float) < need) {
-                snprintf(errstr, errstr_size, "sentiment model weights truncated");
-                goto fail;
-            }
-            m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)V, (int)D,
-                                 (int)H, (int)C, 0);
+            m->nets[k] = rnn_new(cell, p->pool, (int)V, (int)D, (int)H, (int)C, 0);
             if (!m->nets[k]) goto oom;
             m->n_nets = k + 1;
             if (rd_floats(&r, m->nets[k]->params, m->nets[k]->n_params) < 0) {
@@ -684,8 +701,19 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             r.pos = r.len;
         }
     }
+    if (r.bad) {
+        snprintf(errstr, errstr_size, "sentiment model truncated");
+        goto fail;
+    }
     if (r.pos != r.len) {
         snprintf(errstr, errstr_size, "sentiment model has %zu trailing bytes", r.len - r.pos);
+        goto fail;
+    }
+    int finite = (!m->w || floats_finite(m->w, m->vocab->n)) && isfinite(m->b);
+    for (int k = 0; k < m->n_nets && finite; k++)
+        finite = floats_finite(m->nets[k]->params, m->nets[k]->n_params);
+    if (!finite) {
+        snprintf(errstr, errstr_size, "sentiment model: a weight is not finite");
         goto fail;
     }
     if (alloc_buffers(m) < 0) goto oom;

@@ -414,6 +414,12 @@ static w2v_t *load_word2vec(const unsigned char *d, size_t len, char *errstr, si
         }
         memcpy(m->vec + (size_t)i * dim, d + pos, (size_t)dim * sizeof(float));
         pos += (size_t)dim * sizeof(float);
+        for (int j = 0; j < dim; j++)
+            if (!isfinite(m->vec[(size_t)i * dim + j])) {
+                snprintf(errstr, errstr_size, "word2vec file: vector of word %u is not finite", i);
+                w2v_destroy(m);
+                return NULL;
+            }
     }
     return m;
 }
@@ -451,6 +457,11 @@ w2v_t *w2v_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     }
     memcpy(m->vec, d + pos, nv * sizeof(float));
     if (flags) memcpy(m->out, d + pos + nv * sizeof(float), nv * sizeof(float));
+    for (size_t i = 0; i < nv; i++)
+        if (!isfinite(m->vec[i]) || (flags && !isfinite(m->out[i]))) {
+            snprintf(errstr, errstr_size, "RW2V: vector value %zu is not finite", i);
+            goto fail;
+        }
     return m;
 fail:
     w2v_destroy(m);

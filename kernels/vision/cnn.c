@@ -181,7 +181,7 @@ out:
 /* Fills in shapes and parameter counts layer by layer. */
 static int plan(cnn_t *net, char *errstr, size_t n) {
     int c = net->in_c, h = net->in_h, w = net->in_w;
-    size_t total = 0;
+    size_t total = 0, acts = 0;
     if (net->n_layers == 0 || net->layers[net->n_layers - 1].kind != CNN_SOFTMAX) {
         snprintf(errstr, n, "arch: the last layer must be [softmax]");
         return -1;
@@ -244,7 +244,12 @@ static int plan(cnn_t *net, char *errstr, size_t n) {
         c = l->out_c, h = l->out_h, w = l->out_w;
         l->out_size = (size_t)c * h * w;
         total += l->n_w + l->n_b;
-        if (total > CNN_MAX_PARAMS || l->out_size > (size_t)1 << 24) {
+        /* Buffers for batch 1: each layer's output and gradient, and a
+         * conv's unfolded input. */
+        acts += 2 * l->out_size;
+        if (l->kind == CNN_CONV)
+            acts += (size_t)l->in_c * l->size * l->size * (size_t)l->out_h * l->out_w;
+        if (total > CNN_MAX_PARAMS || l->out_size > (size_t)1 << 24 || acts > CNN_MAX_ACTIVATIONS) {
             snprintf(errstr, n, "arch: network too large");
             return -1;
         }
@@ -280,8 +285,21 @@ void cnn_free(cnn_t *net) {
     free(net);
 }
 
+/* cnn_new() for a model file: want_params (SIZE_MAX: any) is the parameter count
+ * the file holds, checked before anything is allocated, so a small file
+ * cannot make the loader allocate a large network. */
+static cnn_t *cnn_new_sized(const char *arch, int c, int h, int w, int n_classes,
+                            const char *const *labels, size_t want_params, char *errstr,
+                            size_t errstr_size);
+
 cnn_t *cnn_new(const char *arch, int c, int h, int w, int n_classes, const char *const *labels,
                char *errstr, size_t errstr_size) {
+    return cnn_new_sized(arch, c, h, w, n_classes, labels, SIZE_MAX, errstr, errstr_size);
+}
+
+static cnn_t *cnn_new_sized(const char *arch, int c, int h, int w, int n_classes,
+                            const char *const *labels, size_t want_params, char *errstr,
+                            size_t errstr_size) {
     if (c <= 0 || h <= 0 || w <= 0 || c > 16 || h > CNN_MAX_DIM || w > CNN_MAX_DIM ||
         n_classes < 2 || n_classes > CNN_MAX_CLASSES) {
         snprintf(errstr, errstr_size, "bad input shape %dx%dx%d or class count %d", c, h, w,
@@ -299,6 +317,11 @@ cnn_t *cnn_new(const char *arch, int c, int h, int w, int n_classes, const char 
         goto fail;
     }
     if (plan(net, errstr, errstr_size) < 0) goto fail;
+    if (want_params != SIZE_MAX && net->n_params != want_params) {
+        snprintf(errstr, errstr_size, "the architecture has %zu parameters, the file %zu",
+                 net->n_params, want_params);
+        goto fail;
+    }
     net->arch = strdup(arch);
     net->labels = calloc((size_t)n_classes, sizeof *net->labels);
     net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));
@@ -945,7 +968,9 @@ cnn_t *cnn_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     }
     if (get(&r, &c, 4) || get(&r, &h, 4) || get(&r, &w, 4) || get(&r, &k, 4) || get(&r, &alen, 4) ||
         k < 2 || k > CNN_MAX_CLASSES || alen > 65536) {
-        snprintf(errstr, errstr_size, "CNN model: bad header");
+        snprintf(errstr, errstr_size,
+                 "CNN model: bad header (input %ux%ux%u, %u classes, architecture of %u bytes)", c,
+                 h, w, k, alen);
         return NULL;
     }
     uint64_t want_h;
@@ -967,12 +992,23 @@ cnn_t *cnn_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
         labels[i] = calloc(ln + 1u, 1);
         if (!labels[i] || get(&r, labels[i], ln)) goto bad;
     }
-    net = cnn_new(arch, (int)c, (int)h, (int)w, (int)k, (const char *const *)labels, errstr,
-                  errstr_size);
+    uint64_t np = 0;
+    /* The parameters fill the file up to its checksum exactly: known before
+     * the network (and its buffers) is built. */
+    if (get(&r, &np, 8) || np > CNN_MAX_PARAMS || np * sizeof(float) != r.len - r.off - 8) {
+        snprintf(errstr, errstr_size, "CNN model: %llu parameters do not fill the file's %zu bytes",
+                 (unsigned long long)np, r.len - r.off >= 8 ? r.len - r.off - 8 : 0);
+        goto fail;
+    }
+    net = cnn_new_sized(arch, (int)c, (int)h, (int)w, (int)k, (const char *const *)labels,
+                        (size_t)np, errstr, errstr_size);
     if (!net) goto fail;
-    uint64_t np;
-    if (get(&r, &np, 8) || np != net->n_params) goto bad;
     if (get(&r, net->params, net->n_params * sizeof(float)) || r.len - r.off != 8) goto bad;
+    for (size_t i = 0; i < net->n_params; i++)
+        if (!isfinite(net->params[i])) {
+            snprintf(errstr, errstr_size, "CNN model: parameter %zu is not finite", i);
+            goto fail;
+        }
     for (uint32_t i = 0; i < k; i++) free(labels[i]);
     free(labels);
     free(arch);

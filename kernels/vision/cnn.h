@@ -41,6 +41,9 @@
 #define CNN_MAX_DIM 1024
 #define CNN_MAX_CLASSES 4096
 #define CNN_MAX_PARAMS (64u * 1024u * 1024u)
+/* Floats of the buffers a network needs for one sample (outputs, their
+ * gradients, unfolded conv inputs): 256 MiB. */
+#define CNN_MAX_ACTIVATIONS ((size_t)64u * 1024u * 1024u)
 
 /* Convolutions unfold their input (im2col) in blocks of samples of about
  * this many bytes, so that sgemm finds them in cache (default 256 KiB).

@@ -448,6 +448,12 @@ static int get(rd_t *r, void *out, size_t n) {
     return 0;
 }
 
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
 svm_t *svm_load_mem(const void *data, size_t len, char *errstr, size_t errstr_size) {
     rd_t r = {data, len, 0};
     uint32_t hdr[8];
@@ -465,19 +471,42 @@ svm_t *svm_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     }
     r.len = len - 8;
     r.off = 4;
-    if (get(&r, hdr, sizeof hdr) || get(&r, &gamma, 4) || hdr[0] != 1 || hdr[1] > 1 || hdr[2] < 2 ||
-        hdr[2] > 4096 || hdr[3] == 0 || hdr[3] > (1u << 20) || hdr[4] > 1 || hdr[5] > 16 ||
-        hdr[6] > 4096 || hdr[7] > 4096) {
-        snprintf(errstr, errstr_size, "SVM model: bad header");
+    if (get(&r, hdr, sizeof hdr) || get(&r, &gamma, 4)) {
+        snprintf(errstr, errstr_size, "SVM model: header truncated");
+        return NULL;
+    }
+    if (hdr[0] != 1) {
+        snprintf(errstr, errstr_size, "SVM model version %u unsupported", hdr[0]);
+        return NULL;
+    }
+    if (hdr[1] > 1 || hdr[2] < 2 || hdr[2] > 4096 || hdr[3] == 0 || hdr[3] > (1u << 20) ||
+        hdr[4] > 1 || hdr[5] > 16 || hdr[6] > 4096 || hdr[7] > 4096) {
+        snprintf(errstr, errstr_size,
+                 "SVM model: bad shape (kind %u, %u classes, dim %u, features %u, input %ux%ux%u)",
+                 hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]);
         return NULL;
     }
     int k = (int)hdr[2], d = (int)hdr[3];
+    if (hdr[4] == SVM_PIXELS && (size_t)hdr[5] * hdr[6] * hdr[7] != hdr[3]) {
+        snprintf(errstr, errstr_size, "SVM model: pixels of %ux%ux%u are not %u features", hdr[5],
+                 hdr[6], hdr[7], hdr[3]);
+        return NULL;
+    }
     char *labels[4096] = {0};
     for (int c = 0; c < k; c++) {
         uint16_t ln;
         if (get(&r, &ln, 2) || ln > 255 || !(labels[c] = calloc(ln + 1u, 1)) ||
             get(&r, labels[c], ln))
             goto bad;
+    }
+    /* The weights fill the rest of the file exactly: checked before the
+     * model is allocated, so a short file cannot ask for gigabytes. */
+    size_t left = r.len - r.off, kk = (size_t)k, dd = (size_t)d;
+    if (hdr[1] == SVM_LINEAR ? left != (kk * dd + 3 * kk) * 4 : left < 4 + 3 * kk * 4) goto bad;
+    if (hdr[1] == SVM_RBF) {
+        uint32_t nsv;
+        memcpy(&nsv, r.p + r.off, 4);
+        if (nsv == 0 || left - 4 - 3 * kk * 4 != (size_t)nsv * (dd + kk) * 4) goto bad;
     }
     m = svm_alloc((svm_kind_t)hdr[1], k, d, (const char *const *)labels);
     if (!m) goto bad;
@@ -503,6 +532,16 @@ svm_t *svm_load_mem(const void *data, size_t len, char *errstr, size_t errstr_si
     if (get(&r, m->b, (size_t)k * 4) || get(&r, m->platt_a, (size_t)k * 4) ||
         get(&r, m->platt_b, (size_t)k * 4) || r.off != r.len)
         goto bad;
+    if (!all_finite(m->w, m->kind == SVM_LINEAR ? kk * dd : 0) ||
+        !all_finite(m->sv, m->kind == SVM_RBF ? (size_t)m->n_sv * dd : 0) ||
+        !all_finite(m->coef, m->kind == SVM_RBF ? (size_t)m->n_sv * kk : 0) ||
+        !all_finite(m->b, kk) || !all_finite(m->platt_a, kk) || !all_finite(m->platt_b, kk) ||
+        !isfinite(m->gamma)) {
+        snprintf(errstr, errstr_size, "SVM model: a parameter is not finite");
+        for (int c = 0; c < k; c++) free(labels[c]);
+        svm_free(m);
+        return NULL;
+    }
     for (int c = 0; c < k; c++) free(labels[c]);
     return m;
 bad:
