@@ -8,7 +8,7 @@ librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libsndfile1-dev
 libmicrohttpd-dev libcmocka-dev libjansson-dev libjpeg-dev libpng-dev zlib1g-dev
 dataset-fashion-mnist espeak-ng
 libsamplerate0-dev clang libclang-rt-14-dev redis-server redis-tools kafkacat jq procps curl python3 python3-yaml
-python3-numpy python3-pil"
+python3-numpy python3-pil openssl"
 
 missing=""
 for p in $PACKAGES; do
