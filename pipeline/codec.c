@@ -399,7 +399,7 @@ static int scan_length(scan_t *sc, size_t *len) {
 }
 
 static int scan_string(scan_t *sc) {
-    size_t n;
+    size_t n = 0; /* gcc -O3 cannot see that scan_length sets it on success */
     if (scan_length(sc, &n) < 0) return -1;
     if (!utf8_valid(sc->p, n)) return scan_fail(sc, "invalid UTF-8");
     sc->p += n;
@@ -493,7 +493,7 @@ static int scan_value(scan_t *sc, avro_schema_t s) {
     case AVRO_STRING:
         return scan_string(sc);
     case AVRO_BYTES: {
-        size_t n;
+        size_t n = 0;
         if (scan_length(sc, &n) < 0) return -1;
         sc->p += n;
         return 0;
