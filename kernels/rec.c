@@ -384,7 +384,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     rec_delta_t *d;
     void *cx = rd->ctx;
 
-    uint64_t h = rec_hash64(ev->event_id, strlen(ev->event_id));
+    uint64_t h = ev->event_hash ? ev->event_hash : rec_hash64(ev->event_id, strlen(ev->event_id));
     if (rd->event_seen(cx, u, h)) return 0;
     PUSH(REC_OP_SEEN_ADD, u, 0);
     d->key = h;

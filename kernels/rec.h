@@ -73,6 +73,8 @@ typedef enum rec_event_type {
  * the user saw is never recommended back. */
 typedef struct rec_event {
     const char *event_id; /* dedupe key; must be non-empty */
+    uint64_t event_hash;  /* rec_hash64(event_id), or 0: computed from event_id (a
+                           * replayed event carries only the hash) */
     const char *user_id;  /* string ids, checked by rec_event_check */
     const char *item_id;
     uint32_t user, item; /* dense ids, set by the caller after the check */
@@ -411,6 +413,31 @@ int rec_mem_set_sentiment(rec_mem_t *m, uint32_t item, float s);
 int rec_mem_rebuild_item_topk(rec_mem_t *m);
 /* Number of stored pair entries (all rows), for reporting. */
 size_t rec_mem_pair_count(const rec_mem_t *m);
+/* Users and items the state has rows for (one past the largest id). */
+uint32_t rec_mem_user_count(const rec_mem_t *m);
+uint32_t rec_mem_item_count(const rec_mem_t *m);
+
+/* A growable byte buffer (rec_mem_save's output). The caller owns data and
+ * frees it with free(). */
+typedef struct rec_buf {
+    unsigned char *data;
+    size_t len, cap;
+} rec_buf_t;
+
+/* Serialises the collaborative state (seen ids, histories, consumers, pair
+ * counters, statistics, dot products, top-K lists; not the content
+ * features or sentiment) and appends it to out. The form is canonical: two
+ * states that behave the same give the same bytes (hash maps by key, top-K
+ * lists best first; histories, consumer lists and seen rings keep their
+ * order, which later updates depend on). Host byte order, marked in the
+ * header. 0 ok, -1 out of memory. */
+int rec_mem_save(const rec_mem_t *m, rec_buf_t *out);
+/* Builds a state from rec_mem_save's bytes. The caps that size its rows
+ * (history, seen, consumers, item_k, user_k) and the pair fields must
+ * match cfg. Returns a new state the caller owns (rec_mem_destroy), or NULL
+ * with errstr (corrupt, truncated, other settings, out of memory). */
+rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, char *errstr,
+                        size_t errstr_size);
 
 /* ------------------------------------------------------------------ */
 /* String ids -> dense ids                                             */

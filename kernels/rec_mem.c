@@ -3,6 +3,8 @@
  * recommend worker keeps the same keys in Redis. */
 #include "kernels/rec.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -689,4 +691,313 @@ uint32_t rec_dict_size(const rec_dict_t *d) {
 }
 const char *rec_dict_name(const rec_dict_t *d, uint32_t id) {
     return id < d->n ? d->names[id] : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshot                                                            */
+
+uint32_t rec_mem_user_count(const rec_mem_t *m) {
+    return m->nu;
+}
+
+uint32_t rec_mem_item_count(const rec_mem_t *m) {
+    return m->ni;
+}
+
+#define SNAP_MAGIC "RMEM"
+#define SNAP_VERSION 1u
+#define SNAP_BYTE_ORDER 0x01020304u
+
+static int buf_put(rec_buf_t *b, const void *p, size_t n) {
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 1 << 16;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) return -1;
+            cap *= 2;
+        }
+        unsigned char *d = realloc(b->data, cap);
+        if (!d) return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+#define PUT(b, v)                                                                                  \
+    do {                                                                                           \
+        if (buf_put((b), &(v), sizeof(v)) < 0) goto oom;                                           \
+    } while (0)
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys of map m, sorted, into *keys (grown as needed). */
+static int map_sorted_keys(const u32map_t *m, uint32_t **keys, uint32_t *cap) {
+    if (m->n > *cap) {
+        uint32_t *k = realloc(*keys, (size_t)m->n * sizeof *k);
+        if (!k) return -1;
+        *keys = k;
+        *cap = m->n;
+    }
+    uint32_t n = 0;
+    for (uint32_t q = 0; q < m->cap; q++)
+        if (m->keys[q] != EMPTY) (*keys)[n++] = m->keys[q];
+    qsort(*keys, n, sizeof **keys, cmp_u32);
+    return 0;
+}
+
+static int put_map(rec_buf_t *b, const u32map_t *m, int stride, uint32_t **keys, uint32_t *cap) {
+    if (map_sorted_keys(m, keys, cap) < 0) return -1;
+    uint32_t n = m->n;
+    if (buf_put(b, &n, sizeof n) < 0) return -1;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t key = (*keys)[k];
+        if (buf_put(b, &key, sizeof key) < 0 ||
+            buf_put(b, map_get(m, key, stride), (size_t)stride * sizeof(double)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Best first, whatever order the list holds its entries in. */
+static int put_topk(rec_buf_t *b, const topk_t *t) {
+    rec_scored_t tmp[512], *s = tmp;
+    int32_t n = t->n;
+    if (n > 512 && !(s = malloc((size_t)n * sizeof *s))) return -1;
+    for (int x = 0; x < n; x++) {
+        s[x].id = t->ids[x];
+        s[x].score = t->sc[x];
+    }
+    qsort(s, (size_t)n, sizeof *s, cmp_scored);
+    int rc = buf_put(b, &n, sizeof n);
+    for (int x = 0; rc == 0 && x < n; x++)
+        if (buf_put(b, &s[x].id, sizeof s[x].id) < 0 ||
+            buf_put(b, &s[x].score, sizeof s[x].score) < 0)
+            rc = -1;
+    if (s != tmp) free(s);
+    return rc;
+}
+
+int rec_mem_save(const rec_mem_t *m, rec_buf_t *out) {
+    const rec_config_t *c = &m->cfg;
+    uint32_t version = SNAP_VERSION, order = SNAP_BYTE_ORDER;
+    int32_t caps[6] = {c->hist_cap, c->seen_cap, c->cons_cap, c->item_k, c->user_k, m->stride};
+    uint32_t *keys = NULL, kcap = 0;
+    if (buf_put(out, SNAP_MAGIC, 4) < 0) goto oom;
+    PUT(out, version);
+    PUT(out, order);
+    PUT(out, caps);
+    PUT(out, m->slot);
+    PUT(out, m->nu);
+    PUT(out, m->ni);
+    for (uint32_t u = 0; u < m->nu; u++) {
+        const muser_t *us = &m->users[u];
+        int32_t nh = us->nh, nseen = us->nseen, head = us->seen_head;
+        PUT(out, nh);
+        for (int x = 0; x < nh; x++) {
+            const rec_hist_t *h = &us->hist[x];
+            PUT(out, h->item);
+            PUT(out, h->rating);
+            PUT(out, h->a);
+            PUT(out, h->t_first);
+            PUT(out, h->t_rated);
+            PUT(out, h->t_last);
+        }
+        PUT(out, nseen);
+        PUT(out, head);
+        if (nseen > 0 && buf_put(out, us->seen, (size_t)nseen * sizeof *us->seen) < 0) goto oom;
+        PUT(out, us->n2);
+        if (put_map(out, &us->dots, 1, &keys, &kcap) < 0 || put_topk(out, &us->topk) < 0) goto oom;
+    }
+    for (uint32_t i = 0; i < m->ni; i++) {
+        const mitem_t *it = &m->items[i];
+        int32_t nc = it->ncons;
+        PUT(out, it->st);
+        if (put_map(out, &it->pairs, m->stride, &keys, &kcap) < 0) goto oom;
+        PUT(out, nc);
+        for (int x = 0; x < nc; x++) {
+            PUT(out, it->cons[x].user);
+            PUT(out, it->cons[x].a);
+            PUT(out, it->cons[x].t);
+        }
+        if (put_topk(out, &it->topk) < 0) goto oom;
+    }
+    free(keys);
+    return 0;
+oom:
+    free(keys);
+    return -1;
+}
+
+/* A bounds-checked reader over the snapshot bytes. */
+typedef struct snap_in {
+    const unsigned char *p, *end;
+    int bad;
+} snap_in_t;
+
+static int take(snap_in_t *in, void *dst, size_t n) {
+    if (in->bad || (size_t)(in->end - in->p) < n) {
+        in->bad = 1;
+        return -1;
+    }
+    memcpy(dst, in->p, n);
+    in->p += n;
+    return 0;
+}
+
+#define TAKE(in, v)                                                                                \
+    do {                                                                                           \
+        if (take((in), &(v), sizeof(v)) < 0) goto truncated;                                       \
+    } while (0)
+
+/* Entries of n * each bytes must fit in what is left: checked before any
+ * allocation, so a corrupt count cannot ask for gigabytes. */
+static int fits(const snap_in_t *in, uint64_t n, size_t each) {
+    return n <= (uint64_t)(in->end - in->p) / each;
+}
+
+static int load_map(snap_in_t *in, u32map_t *m, int stride) {
+    uint32_t n;
+    if (take(in, &n, sizeof n) < 0 || !fits(in, n, 4 + (size_t)stride * 8)) return -1;
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t key;
+        if (take(in, &key, sizeof key) < 0 || key == EMPTY || (k > 0 && key <= last)) return -1;
+        last = key;
+        double *v = map_put(m, key, stride);
+        if (!v || take(in, v, (size_t)stride * sizeof *v) < 0) return -1;
+    }
+    return 0;
+}
+
+static int load_topk(snap_in_t *in, topk_t *t, int k, uint32_t id_limit) {
+    int32_t n;
+    if (take(in, &n, sizeof n) < 0 || n < 0 || n > k || !fits(in, (uint64_t)n, 8)) return -1;
+    for (int x = 0; x < n; x++) {
+        uint32_t id;
+        float sc;
+        if (take(in, &id, sizeof id) < 0 || take(in, &sc, sizeof sc) < 0 || id >= id_limit ||
+            sc != sc)
+            return -1;
+        if (topk_set(t, k, id, sc) < 0) return -1;
+    }
+    return 0;
+}
+
+rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, char *errstr,
+                        size_t errstr_size) {
+    snap_in_t in = {data, (const unsigned char *)data + len, 0};
+    rec_mem_t *m = rec_mem_new(cfg);
+    if (!m) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    const rec_config_t *c = &m->cfg;
+    char magic[4];
+    uint32_t version, order, nu, ni;
+    int32_t caps[6];
+    int slot[REC_PF_N];
+    TAKE(&in, magic);
+    if (memcmp(magic, SNAP_MAGIC, 4) != 0) {
+        snprintf(errstr, errstr_size, "not a recommend state snapshot (bad magic)");
+        goto fail;
+    }
+    TAKE(&in, version);
+    TAKE(&in, order);
+    if (version != SNAP_VERSION || order != SNAP_BYTE_ORDER) {
+        snprintf(errstr, errstr_size, "snapshot version %u / byte order %#x not supported", version,
+                 order);
+        goto fail;
+    }
+    TAKE(&in, caps);
+    TAKE(&in, slot);
+    int32_t want[6] = {c->hist_cap, c->seen_cap, c->cons_cap, c->item_k, c->user_k, m->stride};
+    if (memcmp(caps, want, sizeof want) != 0 || memcmp(slot, m->slot, sizeof slot) != 0) {
+        snprintf(errstr, errstr_size,
+                 "the state was built with other settings (history.cap %d, seen.cap %d, "
+                 "consumers.cap %d, item.k %d, user.k %d, %d pair fields; these are %d, %d, %d, "
+                 "%d, %d, %d)",
+                 caps[0], caps[1], caps[2], caps[3], caps[4], caps[5], want[0], want[1], want[2],
+                 want[3], want[4], want[5]);
+        goto fail;
+    }
+    TAKE(&in, nu);
+    TAKE(&in, ni);
+    /* Each row takes at least 24 bytes: refuse counts the bytes cannot hold. */
+    if (!fits(&in, (uint64_t)nu + ni, 24) || (nu && !user_at(m, nu - 1)) ||
+        (ni && !item_at(m, ni - 1)))
+        goto corrupt;
+    for (uint32_t u = 0; u < nu; u++) {
+        muser_t *us = &m->users[u];
+        int32_t nh, nseen, head;
+        TAKE(&in, nh);
+        if (nh < 0 || nh > c->hist_cap + 1 || !fits(&in, (uint64_t)nh, 40)) goto corrupt;
+        if (nh > 0 && !(us->hist = malloc(((size_t)c->hist_cap + 1) * sizeof *us->hist))) goto oom;
+        for (int x = 0; x < nh; x++) {
+            rec_hist_t *h = &us->hist[x];
+            memset(h, 0, sizeof *h);
+            TAKE(&in, h->item);
+            TAKE(&in, h->rating);
+            TAKE(&in, h->a);
+            TAKE(&in, h->t_first);
+            TAKE(&in, h->t_rated);
+            TAKE(&in, h->t_last);
+        }
+        us->nh = nh;
+        TAKE(&in, nseen);
+        TAKE(&in, head);
+        if (nseen < 0 || nseen > c->seen_cap || head < 0 ||
+            head >= (c->seen_cap > 0 ? c->seen_cap : 1) ||
+            (nseen < c->seen_cap && head != nseen % (c->seen_cap > 0 ? c->seen_cap : 1)) ||
+            !fits(&in, (uint64_t)nseen, 8))
+            goto corrupt;
+        if (nseen > 0) {
+            if (!(us->seen = malloc((size_t)c->seen_cap * sizeof *us->seen))) goto oom;
+            if (take(&in, us->seen, (size_t)nseen * sizeof *us->seen) < 0) goto truncated;
+        }
+        us->nseen = nseen;
+        us->seen_head = head;
+        TAKE(&in, us->n2);
+        if (load_map(&in, &us->dots, 1) < 0 || load_topk(&in, &us->topk, c->user_k, nu) < 0)
+            goto corrupt;
+    }
+    for (uint32_t i = 0; i < ni; i++) {
+        mitem_t *it = &m->items[i];
+        int32_t nc;
+        TAKE(&in, it->st);
+        uint32_t before = it->pairs.n;
+        if (load_map(&in, &it->pairs, m->stride) < 0) goto corrupt;
+        m->npairs += it->pairs.n - before;
+        TAKE(&in, nc);
+        if (nc < 0 || nc > c->cons_cap || !fits(&in, (uint64_t)nc, 20)) goto corrupt;
+        if (nc > 0 && !(it->cons = malloc(((size_t)c->cons_cap + 1) * sizeof *it->cons))) goto oom;
+        for (int x = 0; x < nc; x++) {
+            TAKE(&in, it->cons[x].user);
+            TAKE(&in, it->cons[x].a);
+            TAKE(&in, it->cons[x].t);
+        }
+        it->ncons = nc;
+        if (load_topk(&in, &it->topk, c->item_k, ni) < 0) goto corrupt;
+    }
+    if (in.p != in.end) goto corrupt;
+    m->pop_dirty = 1;
+    return m;
+truncated:
+    snprintf(errstr, errstr_size, "snapshot truncated at byte %zu of %zu",
+             (size_t)(in.p - (const unsigned char *)data), len);
+    goto fail;
+corrupt:
+    if (in.bad) goto truncated;
+    snprintf(errstr, errstr_size, "snapshot corrupt near byte %zu of %zu",
+             (size_t)(in.p - (const unsigned char *)data), len);
+    goto fail;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    rec_mem_destroy(m);
+    return NULL;
 }

@@ -795,6 +795,17 @@ static int run_partition_batch(rt_ctx_t *ctx, rd_kafka_message_t **msgs, size_t 
         metrics_set_health(ctx->metrics, 1, NULL);
         metrics_set(ctx->metrics, "reel_redis_round_trips_total", ctx->labels,
                     (double)store_round_trips(ctx->store));
+        if (rc == 4) {
+            /* The worker's guard refused the commit: state it holds in
+             * memory was overtaken in Redis. Its process() resynchronises
+             * on the next attempt. */
+            metrics_add(ctx->metrics, "reel_commit_conflicts_total", ctx->labels, 1);
+            log_warn("state_conflict",
+                     "%s[%" PRId32 "] %" PRId64 "..%" PRId64
+                     ": the worker's state moved on in Redis; processing the batch again",
+                     topic, partition, first_offset, next_offset);
+            continue;
+        }
         if (rc == 3) {
             /* Redis lost commits it had acknowledged (a crash with
              * appendfsync everysec, a failover to a lagging replica): state

@@ -31,9 +31,11 @@
  * about 7990 values (LUAI_MAXCSTACK); a command must stay below that. */
 #define STORE_MAX_ARGC 7000
 
-/* The commit script. KEYS[1] = offsets hash; ARGV = partition, first offset,
- * next offset, number of commands, then for each command its argc followed
- * by its arguments. Returns {code, stored} with stored as the string found
+/* The commit script. KEYS[1] = offsets hash, KEYS[2] = the guard key (or
+ * KEYS[1] again when there is none); ARGV = partition, first offset, next
+ * offset, number of commands, guard flag ('1': KEYS[2] must hold ARGV[6],
+ * a missing key reading as ''), the guard value, then for each command its
+ * argc followed by its arguments. Returns {code, stored} with stored as the string found
  * (so the C side parses it exactly; the comparisons here use Lua doubles,
  * exact for offsets below 2^53).
  *
@@ -64,8 +66,11 @@ static const char commit_script[] =
     "if s >= nxt then return {0, stored} end\n"
     "if first < s then return {2, stored} end\n"
     "if s >= 0 and first > s then return {3, stored} end\n"
+    "if ARGV[5] == '1' and (redis.call('GET', KEYS[2]) or '') ~= ARGV[6] then\n"
+    "  return {4, stored}\n"
+    "end\n"
     "local n = tonumber(ARGV[4])\n"
-    "local i = 5\n"
+    "local i = 7\n"
     "for c = 1, n do\n"
     "  local argc = tonumber(ARGV[i])\n"
     "  local r = redis.pcall(unpack(ARGV, i + 1, i + argc))\n"
@@ -98,6 +103,7 @@ struct store_batch {
     batch_part_t *parts;
     size_t n_parts, parts_cap;
     size_t n_cmds;
+    char *guard_key, *guard_value; /* NULL: no guard */
 };
 
 struct store {
@@ -687,6 +693,8 @@ void store_batch_destroy(store_batch_t *b) {
     if (!b) return;
     free(b->arena);
     free(b->parts);
+    free(b->guard_key);
+    free(b->guard_value);
     free(b);
 }
 
@@ -695,6 +703,23 @@ void store_batch_reset(store_batch_t *b) {
     b->arena_len = 0;
     b->n_parts = 0;
     b->n_cmds = 0;
+    free(b->guard_key);
+    free(b->guard_value);
+    b->guard_key = b->guard_value = NULL;
+}
+
+int store_batch_guard(store_batch_t *b, const char *key, const char *expected) {
+    char *k = strdup(key), *v = strdup(expected);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return -1;
+    }
+    free(b->guard_key);
+    free(b->guard_value);
+    b->guard_key = k;
+    b->guard_value = v;
+    return 0;
 }
 
 size_t store_batch_count(const store_batch_t *b) {
@@ -842,7 +867,7 @@ int store_commit(store_t *s, const store_batch_t *b, const char *offsets_key, in
     }
     redisContext *c = usable(s, errstr, errstr_size);
     if (!c) return -1;
-    if (reserve_argv(s, n_parts + 8) < 0) {
+    if (reserve_argv(s, n_parts + 11) < 0) {
         set_err(errstr, errstr_size, "out of memory");
         return -1;
     }
@@ -851,16 +876,19 @@ int store_commit(store_t *s, const store_batch_t *b, const char *offsets_key, in
     snprintf(first, sizeof first, "%lld", (long long)first_offset);
     snprintf(next, sizeof next, "%lld", (long long)next_offset);
     snprintf(ncmds, sizeof ncmds, "%zu", b ? b->n_cmds : 0);
-    const char *head[8] = {"EVALSHA", s->sha, "1", offsets_key, part, first, next, ncmds};
-    for (int i = 0; i < 8; i++) {
+    const int guarded = b && b->guard_key;
+    const char *head[11] = {
+        "EVALSHA", s->sha, "2",   offsets_key,         guarded ? b->guard_key : offsets_key, part,
+        first,     next,   ncmds, guarded ? "1" : "0", guarded ? b->guard_value : ""};
+    for (int i = 0; i < 11; i++) {
         s->argv[i] = head[i];
         s->argvlen[i] = strlen(head[i]);
     }
     for (size_t i = 0; i < n_parts; i++) {
-        s->argv[8 + i] = b->arena + b->parts[i].off;
-        s->argvlen[8 + i] = b->parts[i].len;
+        s->argv[11 + i] = b->arena + b->parts[i].off;
+        s->argvlen[11 + i] = b->parts[i].len;
     }
-    int argc = (int)(n_parts + 8);
+    int argc = (int)(n_parts + 11);
 
     r = round_trip(s, c, argc, s->argv, s->argvlen);
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
@@ -898,7 +926,7 @@ int store_commit(store_t *s, const store_batch_t *b, const char *offsets_key, in
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
         parse_i64(r->element[1]->str, r->element[1]->len, &stored) < 0 ||
-        r->element[0]->integer < 0 || r->element[0]->integer > 3) {
+        r->element[0]->integer < 0 || r->element[0]->integer > 4) {
         set_err(errstr, errstr_size, "commit: unexpected reply from the commit script");
         goto done;
     }

@@ -79,6 +79,12 @@ size_t store_batch_count(const store_batch_t *b);
 int store_batch_add(store_batch_t *b, int argc, const char *const *argv, const size_t *argvlen);
 /* Appends one command of argc NUL-terminated strings. Returns 0 or -1. */
 int store_batch_addv(store_batch_t *b, int argc, ...);
+/* Makes the batch's commit conditional: it applies nothing, and
+ * store_commit() returns 4, unless the string at key equals expected (a
+ * missing key reads as ""). For state that a worker also holds in memory
+ * and logs to Redis: a commit on top of a log someone else extended must
+ * not land. Copies both; store_batch_reset() clears it. 0 ok, -1 OOM. */
+int store_batch_guard(store_batch_t *b, const char *key, const char *expected);
 
 /* Applies the batch's commands and sets field <partition> of the hash
  * offsets_key to next_offset, in one atomic step (a Lua script, loaded with
@@ -95,6 +101,8 @@ int store_batch_addv(store_batch_t *b, int argc, ...);
  *                                      a crash with appendfsync everysec or a
  *                                      failover; the caller re-reads from
  *                                      stored so the lost state is rebuilt)
+ *   the batch's guard does not hold -> nothing applied, returns 4 (the
+ *                                      caller processes the batch again)
  *   otherwise                       -> applied, returns 1
  * *stored_offset receives the value found. Returns -1 with errstr on error
  * (nothing was applied, or the reply was lost: retrying is safe).

@@ -480,6 +480,38 @@ static void test_overlap_applies_nothing(void **state) {
     store_batch_destroy(b);
 }
 
+/* A guarded batch applies only while its guard key holds the expected
+ * value (a missing key reads as ""): otherwise 4, nothing applied and the
+ * offset not advanced, and the same batch applies once the guard holds. */
+static void test_guard_refuses_a_moved_state(void **state) {
+    ctx_t *c = *state;
+    store_batch_t *b = incr_batch("{t}:counts", 4, 1);
+    int64_t stored;
+    assert_int_equal(store_batch_guard(b, "{t}:head", ""), 0);
+    assert_int_equal(store_batch_addv(b, 3, "SET", "{t}:head", "1"), 0);
+    assert_int_equal(commit(c, b, 3, 0, 10, &stored), 1);
+    assert_int_equal(hget(c, "{t}:counts", "f0"), 4);
+
+    store_batch_reset(b);
+    assert_int_equal(store_batch_addv(b, 4, "HINCRBY", "{t}:counts", "f0", "1"), 0);
+    assert_int_equal(store_batch_guard(b, "{t}:head", ""), 0); /* stale: head is "1" */
+    assert_int_equal(commit(c, b, 3, 10, 20, &stored), 4);
+    assert_int_equal(stored, 10);
+    assert_int_equal(hget(c, "{t}:counts", "f0"), 4);
+    assert_int_equal(hget(c, "{t}:offsets", "3"), 10);
+    assert_int_equal(store_batch_guard(b, "{t}:head", "1"), 0);
+    assert_int_equal(commit(c, b, 3, 10, 20, &stored), 1);
+    assert_int_equal(hget(c, "{t}:counts", "f0"), 5);
+    assert_int_equal(hget(c, "{t}:offsets", "3"), 20);
+
+    /* reset drops the guard: an unguarded batch applies whatever the key. */
+    store_batch_reset(b);
+    assert_int_equal(store_batch_addv(b, 4, "HINCRBY", "{t}:counts", "f0", "1"), 0);
+    assert_int_equal(commit(c, b, 3, 20, 30, &stored), 1);
+    assert_int_equal(hget(c, "{t}:counts", "f0"), 6);
+    store_batch_destroy(b);
+}
+
 /* A batch must continue from the stored offset: one starting past it is
  * refused (3: Redis lost writes the caller saw applied) and nothing is
  * applied; the caller bridges offsets Kafka skipped by passing the stored
@@ -854,6 +886,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_applied_once, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_overlap_applies_nothing, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_refuses_a_moved_state, setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_gap_is_refused_and_contiguous_batches_apply,
                                         setup_store, teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_applies, setup_store, teardown),
