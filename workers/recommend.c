@@ -68,6 +68,7 @@
 
 #include "kernels/rec.h"
 #include "pipeline/log.h"
+#include "workers/recommend_log.h"
 #include "workers/workers.h"
 
 static const char *const recommend_inputs[] = {"viewing-events", "items", NULL};
@@ -121,6 +122,13 @@ static const config_key_t recommend_keys[] = {
     {"recommend.multimodal.refresh.ms", "30000",
      "How often a cycle re-reading poster embeddings and review sentiment from Redis starts "
      "(0: never); it runs in steps, one per reload."},
+    {"recommend.state", "redis",
+     "Where the collaborative state lives: redis (every counter a Redis key, updated per "
+     "batch) or memory (in this process, logged to Redis as one stream entry per batch "
+     "plus periodic snapshots; one worker per group; see docs/recommend.md)."},
+    {"recommend.snapshot.events", "500000",
+     "recommend.state=memory: events between snapshots of the state in Redis (each "
+     "snapshot trims the log it covers; 0: never)."},
     {NULL, NULL, NULL},
 };
 
@@ -431,6 +439,8 @@ typedef struct rstate {
 
     rec_work_t *work;
     rec_deltas_t deltas;
+    rlog_t *log;      /* recommend.state=memory; NULL: state in Redis */
+    rec_reader_t lrd; /* log mode: the memory state with this cache's content */
     bev_t *evs;
     size_t capevs;
     touched_t *touched;
@@ -1402,6 +1412,56 @@ static uint32_t o_n_items(void *cx) {
     return ((rstate_t *)cx)->n_items;
 }
 
+/* The reader of recommend.state=memory: the collaborative state from the
+ * log's memory, the content (features, catalogue, sentiment) from the
+ * worker's cache, as in Redis mode. */
+#define LOG_RD(st) rlog_reader((st)->log)
+static int l_event_seen(void *cx, uint32_t u, uint64_t h) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->event_seen(r->ctx, u, h);
+}
+static int l_history(void *cx, uint32_t u, rec_hist_t *out, int cap) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->history(r->ctx, u, out, cap);
+}
+static void l_pairs(void *cx, uint32_t row, const uint32_t *cols, int n, double *out) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    r->pairs(r->ctx, row, cols, n, out);
+}
+static void l_item_stats(void *cx, const uint32_t *items, int n, double *out) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    r->item_stats(r->ctx, items, n, out);
+}
+static void l_user_norms(void *cx, const uint32_t *users, int n, double *out) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    r->user_norms(r->ctx, users, n, out);
+}
+static void l_user_dots(void *cx, uint32_t u, const uint32_t *others, int n, double *out) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    r->user_dots(r->ctx, u, others, n, out);
+}
+static int l_consumers(void *cx, uint32_t i, rec_cons_t *out, int cap) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->consumers(r->ctx, i, out, cap);
+}
+static int l_item_topk(void *cx, uint32_t i, rec_scored_t *out, int cap) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->item_topk(r->ctx, i, out, cap);
+}
+static int l_user_topk(void *cx, uint32_t u, rec_scored_t *out, int cap) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->user_topk(r->ctx, u, out, cap);
+}
+static int l_popular(void *cx, rec_scored_t *out, int cap) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->popular(r->ctx, out, cap);
+}
+static uint32_t l_n_items(void *cx) {
+    rstate_t *st = cx;
+    uint32_t m = rec_mem_item_count(rlog_mem(st->log));
+    return m > st->n_items ? m : st->n_items;
+}
+
 /* ------------------------------------------------------------------ */
 /* Writes                                                              */
 
@@ -2073,19 +2133,18 @@ static int prefetch_rows(rstate_t *st, size_t n) {
     return st->failed ? -1 : 0;
 }
 
-static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
-    store_batch_t *b = rt_state(ctx);
+/* Decodes and checks the batch's events into st->evs (ok = passed; the
+ * others went to the DLQ) and maps their ids to dense ids. 0 or -1. */
+static int decode_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
     size_t n = batch->count;
     if (grow((void **)&st->evs, &st->capevs, n + 1, sizeof *st->evs) < 0) {
         fail(st, "out of memory");
         return -1;
     }
-    /* 1. Decode and check; collect the string ids. */
     const char **us = malloc((n + 1) * sizeof *us), **is = malloc((n + 1) * sizeof *is);
     size_t *ul = malloc((n + 1) * sizeof *ul), *il = malloc((n + 1) * sizeof *il);
     int rc = -1;
     size_t nv = 0;
-    double dups = 0;
     if (!us || !is || !ul || !il) {
         fail(st, "out of memory");
         goto done;
@@ -2117,13 +2176,35 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
         il[nv++] = lens[2];
     }
     if (map_ids(st, 0, us, ul, nv) < 0 || map_ids(st, 1, is, il, nv) < 0) goto done;
-
-    /* 2. Prefetch what every event reads first, in one round trip. */
     for (size_t k = 0; k < n; k++) {
         bev_t *e = &st->evs[k];
         if (!e->ok) continue;
         e->ev.user = (uint32_t)idmap_find(&st->users, e->ev.user_id, strlen(e->ev.user_id));
         e->ev.item = (uint32_t)idmap_find(&st->items, e->ev.item_id, strlen(e->ev.item_id));
+    }
+    rc = 0;
+done:
+    free(us);
+    free(is);
+    free(ul);
+    free(il);
+    return rc;
+}
+
+static int publish(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch, const rec_reader_t *rd);
+
+static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
+    store_batch_t *b = rt_state(ctx);
+    size_t n = batch->count;
+    int rc = -1;
+    double dups = 0;
+    /* 1. Decode and check; map the string ids. */
+    if (decode_events(st, ctx, batch) < 0) return -1;
+
+    /* 2. Prefetch what every event reads first, in one round trip. */
+    for (size_t k = 0; k < n; k++) {
+        bev_t *e = &st->evs[k];
+        if (!e->ok) continue;
         q_whole(st, K_SEEN, e->ev.user);
         q_whole(st, K_HIST, e->ev.user);
         q_whole(st, K_CONS, e->ev.item);
@@ -2204,26 +2285,34 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
     }
     /* After the prefetch, so that most top-K rows written have their base. */
     if (emit_aggregates(st, b) < 0) goto done;
+    rc = publish(st, ctx, batch, &st->rd);
+done:
+    return rc;
+}
+
+/* Computes and emits the Recommendations of every touched user, reading
+ * through rd. 0 or -1. */
+static int publish(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch, const rec_reader_t *rd) {
     size_t need = st->ntouched * (size_t)st->top_n + 1;
     if (grow((void **)&st->recs, &st->caprecs, need, sizeof *st->recs) < 0 ||
         !(st->nrecs = realloc(st->nrecs, (st->ntouched + 1) * sizeof *st->nrecs))) {
         fail(st, "out of memory");
-        goto done;
+        return -1;
     }
     uint32_t *names = malloc(need * sizeof *names);
     size_t nn = 0;
     if (!names) {
         fail(st, "out of memory");
-        goto done;
+        return -1;
     }
     for (size_t t = 0; t < st->ntouched; t++) {
         rec_rec_t *out = st->recs + t * (size_t)st->top_n;
-        int got = rec_recommend(&st->cfg, &st->rd, st->work, st->touched[t].user, REC_SRC_ALL, NULL,
-                                0, out, st->top_n);
+        int got = rec_recommend(&st->cfg, rd, st->work, st->touched[t].user, REC_SRC_ALL, NULL, 0,
+                                out, st->top_n);
         if (st->failed || got < 0) {
             if (got < 0) fail(st, "out of memory");
             free(names);
-            goto done;
+            return -1;
         }
         st->nrecs[t] = got;
         for (int x = 0; x < got; x++)
@@ -2231,27 +2320,57 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
     }
     int nrc = nn ? fetch_item_names(st, names, nn) : 0;
     free(names);
-    if (nrc < 0) goto done;
+    if (nrc < 0) return -1;
     for (size_t t = 0; t < st->ntouched; t++) {
         const rt_record_t *src = &batch->records[st->evs[st->touched[t].rec].rec];
         const char *user = st->evs[st->touched[t].rec].ev.user_id;
         char err[256];
         if (fill_output(st, ctx, user, src, st->recs + t * (size_t)st->top_n, st->nrecs[t]) < 0) {
             fail(st, "building Recommendations: %s", avro_strerror());
-            goto done;
+            return -1;
         }
         if (rt_emit(ctx, st->output, st->out_schema, &st->out, err, sizeof err) < 0) {
             fail(st, "%s", err);
-            goto done;
+            return -1;
         }
     }
-    rc = 0;
-done:
-    free(us);
-    free(is);
-    free(ul);
-    free(il);
-    return rc;
+    return 0;
+}
+
+/* recommend.state=memory: the batch's events applied to the state in
+ * memory, in order, and logged as one entry in the batch's commit. The
+ * state is first brought to Redis' head (rlog_sync), which also replaces
+ * it when a previous batch's entry did not land. */
+static int process_events_memory(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) {
+    char err[512];
+    if (rlog_sync(st->log, st->store, err, sizeof err) < 0) {
+        fail(st, "%s", err);
+        return -1;
+    }
+    if (decode_events(st, ctx, batch) < 0) return -1;
+    double dups = 0;
+    for (size_t k = 0; k < batch->count; k++) {
+        bev_t *e = &st->evs[k];
+        if (!e->ok) continue;
+        char reason[256];
+        int r = rlog_apply(st->log, &e->ev, reason, sizeof reason);
+        if (r < 0) {
+            fail(st, "%s", reason);
+            return -1;
+        }
+        if (r == 0) {
+            dups++;
+            continue;
+        }
+        if (touch(st, e->ev.user, k) < 0) return -1;
+    }
+    if (dups > 0) metrics_add(st->metrics, DUP_METRIC, st->labels, dups);
+    if (publish(st, ctx, batch, &st->lrd) < 0) return -1;
+    if (rlog_queue(st->log, rt_state(ctx)) < 0) {
+        fail(st, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int recommend_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batch, char *errstr,
@@ -2266,6 +2385,8 @@ static int recommend_process(void *opaque, rt_ctx_t *ctx, const rt_batch_t *batc
     if (batch->count > 0 && codec_schema_src(batch->records[0].schema) &&
         strcmp(codec_schema_src(batch->records[0].schema)->name, "Item") == 0)
         rc = process_items(st, ctx, batch);
+    else if (st->log)
+        rc = process_events_memory(st, ctx, batch);
     else
         rc = process_events(st, ctx, batch);
     if (rc < 0 || st->failed) {
@@ -2301,6 +2422,7 @@ static void recommend_destroy(void *opaque) {
     free(st->fids);
     rec_work_destroy(st->work);
     rec_deltas_free(&st->deltas);
+    rlog_destroy(st->log);
     free(st->evs);
     free(st->touched);
     free(st->recs);
@@ -2339,7 +2461,7 @@ static int parse_weights(const char *spec, const char *const *names, int n, floa
     return 0;
 }
 
-static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char *errstr, size_t n) {
+int recommend_config(const config_t *c, rec_config_t *cfg, int *top_n, char *errstr, size_t n) {
     static const char *const ev_names[REC_EV_N] = {"view",   "play", "progress", "complete",
                                                    "rating", "like", "dislike"};
     rec_config_defaults(cfg);
@@ -2422,7 +2544,7 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
     }
     st->km.gen = 1;
     st->top_n = 10;
-    if (config_to_rec(env->config, &st->cfg, &st->top_n, errstr, errstr_size) < 0) goto fail;
+    if (recommend_config(env->config, &st->cfg, &st->top_n, errstr, errstr_size) < 0) goto fail;
     snprintf(st->output, sizeof st->output, "%s",
              config_get(env->config, "recommend.output", "recommendations"));
     rt_key_for(env->group_id, "", st->prefix, sizeof st->prefix);
@@ -2471,6 +2593,40 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
         .n_items = o_n_items,
         .sentiment = o_sentiment,
     };
+    {
+        const char *mode = config_get(env->config, "recommend.state", "redis");
+        if (strcmp(mode, "memory") == 0) {
+            if (config_check_int(env->config, "recommend.snapshot.events", 0, 1000000000, errstr,
+                                 errstr_size) < 0)
+                goto fail;
+            long every = (long)config_get_int(env->config, "recommend.snapshot.events", 500000);
+            st->log = rlog_new(&st->cfg, st->prefix, every);
+            if (!st->log) {
+                snprintf(errstr, errstr_size, "out of memory");
+                goto fail;
+            }
+            st->lrd = (rec_reader_t){
+                .ctx = st,
+                .event_seen = l_event_seen,
+                .history = l_history,
+                .pairs = l_pairs,
+                .item_stats = l_item_stats,
+                .user_norms = l_user_norms,
+                .user_dots = l_user_dots,
+                .consumers = l_consumers,
+                .item_topk = l_item_topk,
+                .user_topk = l_user_topk,
+                .features = o_features,
+                .popular = l_popular,
+                .catalogue = o_catalogue,
+                .n_items = l_n_items,
+                .sentiment = o_sentiment,
+            };
+        } else if (strcmp(mode, "redis") != 0) {
+            snprintf(errstr, errstr_size, "recommend.state: %s is not redis or memory", mode);
+            goto fail;
+        }
+    }
     /* Redis may be down at start: the cache fills at the next reload. */
     char err[256];
     if (cat_reload(st, env->store, err, sizeof err) < 0)
@@ -2479,8 +2635,10 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
         if (mm_refresh(st, env->store, err, sizeof err) < 0)
             log_warn("recommend_multimodal", "posters and sentiment not loaded yet: %s", err);
     }
-    log_info("recommend_ready", "similarity=%s item.k=%d user.k=%d history.cap=%d items=%zu",
-             rec_sim_name(st->cfg.sim), st->cfg.item_k, st->cfg.user_k, st->cfg.hist_cap, st->ncat);
+    log_info("recommend_ready",
+             "similarity=%s item.k=%d user.k=%d history.cap=%d items=%zu state=%s",
+             rec_sim_name(st->cfg.sim), st->cfg.item_k, st->cfg.user_k, st->cfg.hist_cap, st->ncat,
+             st->log ? "memory" : "redis");
     *state = st;
     return 0;
 fail:

@@ -39,6 +39,7 @@ static const subcommand_t subcommands[] = {
     {"dlq", NULL, cmd_dlq},
     {"health", NULL, cmd_health},
     {"eval", "recommend", cmd_eval_recommend},
+    {"recommend", "state", cmd_recommend_state},
     {"train", "speech", cmd_train_speech},
     {"eval", "speech", cmd_eval_speech},
     {"train", "image", cmd_train_image},
@@ -103,6 +104,8 @@ static void usage(FILE *out) {
         "  eval recommend --ratings FILE [--items FILE] [--split random|temporal]\n"
         "                 [--algo NAME|all] [--k 10] [--seed N]\n"
         "                                              offline quality of the recommenders\n"
+        "  recommend state [-X k=v]... [--out FILE] [--snapshot]\n"
+        "                                              the recommend worker's memory state\n"
         "  train speech --data DIR|TSV --model hmm|dnn --out FILE [--split fsdd|speaker:NAME]\n"
         "  eval speech --data DIR|TSV --model FILE [--split S] [--connected N]\n"
         "                                              speech models (docs/transcribe.md)\n"

@@ -12,6 +12,13 @@ extern const worker_def_t count_worker;
 /* Incremental item/user CF, content and popularity recommendations from
  * viewing events and the catalogue, state in Redis (workers/recommend.c). */
 extern const worker_def_t recommend_worker;
+/* The recommend.* keys of c as a rec_config_t (and recommend.top.n into
+ * *top_n). 0, or -1 with errstr naming the bad key. */
+struct rec_config;
+int recommend_config(const config_t *c, struct rec_config *cfg, int *top_n, char *errstr,
+                     size_t errstr_size);
+/* `reel recommend state`: the memory-mode state in Redis (workers/cli_recommend.c). */
+int cmd_recommend_state(int argc, char **argv);
 
 /* Poster labels, colours, perceptual hash, moderation and embeddings
  * (workers/tag.c). */
