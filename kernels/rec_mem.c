@@ -137,8 +137,9 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
     }
     const uint32_t *ids = t->ids;
     const int n = t->n;
-    int x = 0;
-    while (x < n && ids[x] != id) x++;
+    /* Without an early exit, so that the compiler vectorises the scan. */
+    int x = n;
+    for (int y = 0; y < n; y++) x = ids[y] == id ? y : x;
     if (x < n) {
         float old = t->sc[x];
         if (old == score) return 0;
@@ -186,19 +187,22 @@ static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
     int n = t->n;
     if (n == 0 || cap <= 0) return 0;
     if (!t->sorted) {
-        rec_scored_t tmp[512];
-        rec_scored_t *buf = n <= 512 ? tmp : malloc((size_t)n * sizeof *buf);
-        if (!buf) return 0;
-        for (int x = 0; x < n; x++) {
-            buf[x].id = t->ids[x];
-            buf[x].score = t->sc[x];
+        /* Insertion sort: the list was sorted at the last read and only a
+         * few entries moved since, so this is close to one pass. */
+        uint32_t *ids = t->ids;
+        float *sc = t->sc;
+        for (int x = 1; x < n; x++) {
+            uint32_t id = ids[x];
+            float v = sc[x];
+            int y = x - 1;
+            while (y >= 0 && sc_better(v, id, sc[y], ids[y])) {
+                ids[y + 1] = ids[y];
+                sc[y + 1] = sc[y];
+                y--;
+            }
+            ids[y + 1] = id;
+            sc[y + 1] = v;
         }
-        qsort(buf, (size_t)n, sizeof *buf, cmp_scored);
-        for (int x = 0; x < n; x++) {
-            t->ids[x] = buf[x].id;
-            t->sc[x] = buf[x].score;
-        }
-        if (buf != tmp) free(buf);
         t->sorted = 1;
         t->worst = n - 1;
     }
