@@ -750,7 +750,7 @@ static int map_sorted_keys(const u32map_t *m, uint32_t **keys, uint32_t *cap) {
     uint32_t n = 0;
     for (uint32_t q = 0; q < m->cap; q++)
         if (m->keys[q] != EMPTY) (*keys)[n++] = m->keys[q];
-    qsort(*keys, n, sizeof **keys, cmp_u32);
+    if (n > 1) qsort(*keys, n, sizeof **keys, cmp_u32);
     return 0;
 }
 

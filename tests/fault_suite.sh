@@ -30,7 +30,10 @@
 #   IN_TOPICS    input topics (space separated; state offsets are summed)
 #   OUT_TOPIC    output topic; OUT_MODE record|key (see 3.)
 #   W_ARGS       extra -X options for `reel run`
+#   FAULT_LABEL  name in the SUMMARY line (default: W)
 #   fault_prepare  trains and pushes the worker's model (after Redis is up)
+#   fault_state GROUP  (optional) prints more "key\tvalue" lines of GROUP's
+#                  state to compare (see FAULT_EXCLUDE in fault_tool.py)
 #   fault_setup GROUP  (optional) runs before each run of group GROUP (reel
 #                  for the faulty run, clean for the clean pass)
 #
@@ -235,6 +238,10 @@ fault_main() {
         fail "dump of the clean state failed"
     python3 "$TOOL" dump "$WORK/redis.sock" "reel-$W" "$WORK/fault.dump" >"$WORK/fault.keys" ||
         fail "dump of the faulty state failed"
+    if declare -F fault_state >/dev/null; then
+        fault_state clean >>"$WORK/clean.dump" || fail "fault_state clean failed"
+        fault_state reel >>"$WORK/fault.dump" || fail "fault_state reel failed"
+    fi
     local state rc=0
     state=$(python3 "$TOOL" compare "$WORK/clean.dump" "$WORK/fault.dump" 2>"$WORK/compare.err") ||
         rc=1
@@ -242,7 +249,7 @@ fault_main() {
     io=$(python3 "$TOOL" check "$OUT_MODE" "$WORK/inputs.raw" "$WORK/fault_dlq.jsonl" \
         "$WORK/all_dlq.jsonl" "$WORK/fault_out.jsonl" "$WORK/all_out.jsonl" "$NPOISON" \
         2>"$WORK/check.err") || orc=1
-    echo "SUMMARY fault[$W]: $io restarts=$kills broker_outages=1 redis_restarts=1" \
+    echo "SUMMARY fault[${FAULT_LABEL:-$W}]: $io restarts=$kills broker_outages=1 redis_restarts=1" \
         "keys=$(cut -d' ' -f1 "$WORK/fault.keys") $state faulty_run=${faulty_s}s seed=$SEED"
     [ $rc = 0 ] || fail "Redis state differs from a clean pass: $(cat "$WORK/compare.err")"
     [ $orc = 0 ] || fail "outputs or dead letters wrong: $(cat "$WORK/check.err")"
