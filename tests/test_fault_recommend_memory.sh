@@ -16,20 +16,8 @@ OUT_MODE=key
 W_ARGS="-X batch.max.records=500 -X recommend.state=memory -X recommend.snapshot.events=3000"
 export FAULT_EXCLUDE='^reel:\{[^}]*\}:(mlog|msnap)'
 fault_prepare() { :; }
-# The catalogue first, in both runs: see test_fault_recommend.sh.
-fault_setup() {
-    local args=()
-    [ "$1" = clean ] && args=(-X group.id=clean)
-    run_worker "$1-items" "${args[@]}" -X recommend.topics=items
-    local n=0
-    for _ in $(seq 1 240); do
-        n=$(rcli --raw HVALS "reel:{$1-recommend}:offsets:items" | awk '{s += $1} END {print s + 0}')
-        [ "$n" -ge "$(wc -l <"$FEED/items.jsonl")" ] && break
-        sleep 0.25
-    done
-    [ "$n" -ge "$(wc -l <"$FEED/items.jsonl")" ] || fail "hang: $n items applied"
-    stop_worker
-}
+# shellcheck source=tests/fault_recommend_setup.sh
+source "$(dirname "$0")/fault_recommend_setup.sh"
 # One line: the hash of the state the group's snapshot and log rebuild.
 fault_state() {
     local out
