@@ -49,6 +49,7 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->item_norm = REC_NORM_SOURCE;
     cfg->sim_power = 2.0f;
     cfg->aff_power = 1.0f;
+    cfg->asym_alpha = 0.4f;
     cfg->poster_weight = 0.5f;
     cfg->sentiment_weight = 0.1f;
     cfg->sentiment_prior_count = 2.0f;
@@ -793,12 +794,28 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
     const double ascale = amax > 0 ? 1.0 / amax : 0.0;
     if (sources & REC_SRC_ITEM_CF) {
         const int sk = cfg->item_score_k > 0 && cfg->item_score_k < w->kcap ? cfg->item_score_k : 0;
+        /* Asymmetric cosine (Aiolli 2013): s_ij = D_ij / (n_j^(2 alpha) n_i^(2 - 2 alpha)),
+         * i the history item, j the candidate, n = sqrt(n2): cosine times
+         * (n_i / n_j)^(2 alpha - 1), so the vote s^p splits into a history
+         * factor n_i^q and a candidate factor n_j^-q, q = (2 alpha - 1) p. */
+        const double asym_q =
+            cfg->asym_alpha != 0.5f ? (2.0 * cfg->asym_alpha - 1.0) * cfg->sim_power : 0.0;
+        /* n2 is forward-decayed like the affinities: scaled by ascale^2 (a
+         * factor common to both sides) it stays finite in a float. */
+        const double a2scale = ascale * ascale;
+        const int cand_f = cfg->pop_beta != 0 || asym_q != 0; /* candidate factors */
         uint32_t ncand = 0;
         w->ncb = 0;
+        if (asym_q != 0) { /* the history side's n2, one read */
+            for (int x = 0; x < nh; x++) w->ids[x] = w->hist[x].item;
+            rd->item_stats(cx, w->ids, nh, w->st);
+        }
         for (int x = 0; x < nh; x++) {
             float a = (float)(w->hist[x].a * ascale);
             if (a <= 0) continue;
             if (cfg->aff_power != 1.0f) a = powf(a, cfg->aff_power);
+            if (asym_q != 0 && w->st[(size_t)x * REC_IS_N + REC_IS_N2] > 0)
+                a *= (float)pow(w->st[(size_t)x * REC_IS_N + REC_IS_N2] * a2scale, 0.5 * asym_q);
             int nk = rd->item_topk(cx, w->hist[x].item, w->topk, w->kcap);
             if (cfg->item_norm & REC_NORM_SOURCE) {
                 /* Divide by the history item's neighbourhood mass: an item
@@ -813,7 +830,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 const uint32_t j = w->topk[y].id;
                 const float s = w->topk[y].score;
                 if (s <= 0 || j >= w->ncap || w->ex[j]) continue;
-                if (!sk) {
+                if (!sk && !cand_f) {
                     credit(w, 0, j, a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s));
                     continue;
                 }
@@ -836,18 +853,29 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         /* Each candidate's threshold: its item_score_k-th neighbour. */
         for (uint32_t c = 0; c < ncand; c++) {
             const uint32_t j = w->cands[c];
-            int nk = rd->item_topk(cx, j, w->topk, sk);
-            w->thr[j] = nk == sk ? w->topk[sk - 1].score : -INFINITY;
+            int nk = sk ? rd->item_topk(cx, j, w->topk, sk) : 0;
+            w->thr[j] = sk && nk == sk ? w->topk[sk - 1].score : -INFINITY;
             w->cmark[j] = 0;
             float cs = 0;
             if (cfg->item_norm & REC_NORM_TARGET)
                 for (int y = 0; y < nk; y++)
                     if (w->topk[y].score > 0) cs += w->topk[y].score;
             w->csum[j] = cs > 0 ? 1.0f / cs : 1.0f;
-            if (cfg->pop_beta != 0) {
-                double stj[REC_IS_N];
-                rd->item_stats(cx, &j, 1, stj);
-                if (stj[REC_IS_C] > 0) w->csum[j] *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
+        }
+        /* Candidate factors from the item statistics, read in blocks of w->st. */
+        if (cand_f) {
+            const uint32_t blk = (uint32_t)w->hcap + (uint32_t)w->kcap + 1;
+            for (uint32_t c0 = 0; c0 < ncand; c0 += blk) {
+                const uint32_t nb = ncand - c0 < blk ? ncand - c0 : blk;
+                rd->item_stats(cx, w->cands + c0, (int)nb, w->st);
+                for (uint32_t c = 0; c < nb; c++) {
+                    const double *stj = w->st + (size_t)c * REC_IS_N;
+                    float *f = &w->csum[w->cands[c0 + c]];
+                    if (cfg->pop_beta != 0 && stj[REC_IS_C] > 0)
+                        *f *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
+                    if (asym_q != 0 && stj[REC_IS_N2] > 0)
+                        *f *= (float)pow(stj[REC_IS_N2] * a2scale, -0.5 * asym_q);
+                }
             }
         }
         for (size_t y = 0; y < w->ncb; y++)

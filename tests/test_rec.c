@@ -751,6 +751,69 @@ static void test_cosine_shrinkage(void **state) {
     rec_mem_destroy(m);
 }
 
+/* Asymmetric cosine in the item CF votes, by hand. Plays (a = 1) by users
+ * 1, 2: items 0, 1, 2; user 3: 0, 2; user 4: 0; users 5..9: 2; user 0: 0.
+ * n2 = 5, 2, 8 for items 0, 1, 2; D_01 = 2, D_02 = 3. User 0's only
+ * history item is 0, whose list is {1, 2}; a vote is
+ * s_0j^2 / (cos_01 + cos_02) (source normalisation by item 0's mass), with
+ * s_0j = D_0j / (n2_j^alpha n2_0^(1 - alpha)). alpha 0.5 is the cosine
+ * (item 1 first); alpha 0.1 puts the popular item 2 first. */
+static void test_asymmetric_cosine(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.refresh_ratio = 0;
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    static const uint32_t plays[][2] = {{5, 2}, {6, 2}, {7, 2}, {8, 2}, {9, 2},
+                                        {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1},
+                                        {2, 2}, {3, 0}, {3, 2}, {4, 0}, {0, 0}};
+    for (int n = 0; n < (int)(sizeof plays / sizeof plays[0]); n++) {
+        snprintf(id, sizeof id, "a%d", n);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = plays[n][0],
+                         .item = plays[n][1],
+                         .type = REC_EV_PLAY,
+                         .ts_ms = T0 + n};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    const double n2[3] = {5, 2, 8}, D[3] = {0, 2, 3};
+    const double rs = D[1] / sqrt(n2[0] * n2[1]) + D[2] / sqrt(n2[0] * n2[2]);
+    const float alphas[] = {0.5f, 0.4f, 0.1f, 0.9f};
+    for (int t = 0; t < 4; t++) {
+        const double al = alphas[t];
+        cfg.asym_alpha = alphas[t];
+        rec_rec_t out[4];
+        int no = rec_recommend(&cfg, &rd, w, 0, REC_SRC_ITEM_CF, NULL, 0, out, 4);
+        assert_int_equal(no, 2);
+        double want[3];
+        for (int j = 1; j < 3; j++) {
+            double sa = D[j] / (pow(n2[j], al) * pow(n2[0], 1 - al));
+            want[j] = sa * sa / rs;
+        }
+        const uint32_t first = want[1] > want[2] ? 1 : 2;
+        assert_int_equal(out[0].item, first);
+        assert_int_equal(out[1].item, 3 - first);
+        for (int x = 0; x < 2; x++) {
+            double got = out[x].score, wj = want[out[x].item];
+            if (fabs(got - wj) > 1e-5 * wj)
+                fail_msg("alpha %g item %u: %g, want %g", al, out[x].item, got, wj);
+        }
+        if (t == 0) assert_int_equal(first, 1);
+        if (t == 2) assert_int_equal(first, 2);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_equals_batch_no_decay),
@@ -764,6 +827,7 @@ int main(void) {
         cmocka_unit_test(test_poster_block),
         cmocka_unit_test(test_multimodal_content_and_prior),
         cmocka_unit_test(test_cosine_shrinkage),
+        cmocka_unit_test(test_asymmetric_cosine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,9 @@ static const config_key_t recommend_keys[] = {
      "candidate's by its own (target), both, or none."},
     {"recommend.similarity.power", "2",
      "Item CF votes are affinity x similarity^power (> 1 trusts close neighbours more)."},
+    {"recommend.similarity.alpha", "0.4",
+     "Item CF votes use the asymmetric cosine D / (n_cand^(2 alpha) n_hist^(2 - 2 alpha)); 0.5: "
+     "the cosine."},
     {"recommend.history.evict", "weakest",
      "Which history entry leaves beyond the cap: oldest (least recently used) or weakest "
      "(lowest affinity)."},
@@ -2382,11 +2385,14 @@ static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char 
                                                        : -1;
         cfg->evict_weakest = strcmp(ev, "oldest") == 0 ? 0 : strcmp(ev, "weakest") == 0 ? 1 : -1;
         cfg->sim_power = (float)config_get_double(c, "recommend.similarity.power", cfg->sim_power);
+        cfg->asym_alpha =
+            (float)config_get_double(c, "recommend.similarity.alpha", cfg->asym_alpha);
         if (cfg->item_norm < 0 || cfg->evict_weakest < 0 || !(cfg->sim_power > 0) ||
-            cfg->sim_power > 10) {
+            cfg->sim_power > 10 || !(cfg->asym_alpha >= 0 && cfg->asym_alpha <= 1)) {
             snprintf(errstr, n,
                      "recommend.item.norm: none|source|target|both; recommend.history.evict: "
-                     "oldest|weakest; recommend.similarity.power in (0, 10]");
+                     "oldest|weakest; recommend.similarity.power in (0, 10]; "
+                     "recommend.similarity.alpha in [0, 1]");
             return -1;
         }
     }
