@@ -50,6 +50,7 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->sim_power = 2.0f;
     cfg->aff_power = 1.0f;
     cfg->asym_alpha = 0.4f;
+    cfg->iuf_beta = 0.4f;
     cfg->poster_weight = 0.5f;
     cfg->sentiment_weight = 0.1f;
     cfg->sentiment_prior_count = 2.0f;
@@ -435,6 +436,10 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     rd->item_stats(cx, &i, 1, si);
     rd->item_stats(cx, w->ids, no, w->st);
 
+    /* Inverse user frequency: the cosine counters' increments (D, n2) are
+     * weighted by (1 + the user's other history items)^-iuf_beta, known
+     * when the event is applied. */
+    const double wu = cfg->iuf_beta != 0 ? pow(1.0 + no, -(double)cfg->iuf_beta) : 1.0;
     /* Pair counters. */
     for (int x = 0; x < no; x++) {
         const rec_hist_t *o = &w->hist[x];
@@ -445,7 +450,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
             double wp = decay_g(cfg, e.t_first > o->t_first ? e.t_first : o->t_first);
             add_ij[REC_PF_C] = add_ji[REC_PF_C] = wp;
         }
-        if (delta != 0 && o->a != 0) add_ij[REC_PF_D] = add_ji[REC_PF_D] = delta * o->a;
+        if (delta != 0 && o->a != 0) add_ij[REC_PF_D] = add_ji[REC_PF_D] = wu * delta * o->a;
         if (new_r > 0 && o->rating > 0 && new_r != old_r) {
             double wr = decay_g(cfg, e.t_rated > o->t_rated ? e.t_rated : o->t_rated);
             double rj = o->rating;
@@ -489,7 +494,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     /* Item statistics. */
     double dst[REC_IS_N] = {0};
     if (is_new) dst[REC_IS_C] = g;
-    dst[REC_IS_N2] = new_a * new_a - old_a * old_a;
+    dst[REC_IS_N2] = wu * (new_a * new_a - old_a * old_a);
     for (int f = 0; f < REC_IS_N; f++) {
         if (dst[f] == 0) continue;
         PUSH(REC_OP_ITEM_ADD, i, 0);
@@ -620,7 +625,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
 
     /* User-based CF (Papagelis et al. 2005): dot products with the item's
      * other consumers, the user's norm, and their top-K. */
-    const double dn2 = dst[REC_IS_N2];
+    const double dn2 = new_a * new_a - old_a * old_a; /* the user norm: not weighted */
     if (delta != 0 || is_new) {
         int nc = rd->consumers(cx, i, w->cons, w->ccap);
         int in_cons = -1, nv = 0;

@@ -879,6 +879,8 @@ int cmd_eval_recommend(int argc, char **argv) {
             cfg.pop_beta = (float)atof(v);
         else if (strcmp(o, "--asym-alpha") == 0)
             cfg.asym_alpha = (float)atof(v);
+        else if (strcmp(o, "--iuf-beta") == 0)
+            cfg.iuf_beta = (float)atof(v);
         else if (strcmp(o, "--item-norm") == 0)
             cfg.item_norm = atoi(v);
         else if (strcmp(o, "--item-score-k") == 0)

@@ -101,6 +101,9 @@ static const config_key_t recommend_keys[] = {
     {"recommend.similarity.alpha", "0.4",
      "Item CF votes use the asymmetric cosine D / (n_cand^(2 alpha) n_hist^(2 - 2 alpha)); 0.5: "
      "the cosine."},
+    {"recommend.iuf.beta", "0.4",
+     "Cosine counters: each event's increments weighted by (1 + the user's other history "
+     "items)^-beta (0: off; changing it needs a new state)."},
     {"recommend.history.evict", "weakest",
      "Which history entry leaves beyond the cap: oldest (least recently used) or weakest "
      "(lowest affinity)."},
@@ -2387,12 +2390,14 @@ static int config_to_rec(const config_t *c, rec_config_t *cfg, int *top_n, char 
         cfg->sim_power = (float)config_get_double(c, "recommend.similarity.power", cfg->sim_power);
         cfg->asym_alpha =
             (float)config_get_double(c, "recommend.similarity.alpha", cfg->asym_alpha);
+        cfg->iuf_beta = (float)config_get_double(c, "recommend.iuf.beta", cfg->iuf_beta);
         if (cfg->item_norm < 0 || cfg->evict_weakest < 0 || !(cfg->sim_power > 0) ||
-            cfg->sim_power > 10 || !(cfg->asym_alpha >= 0 && cfg->asym_alpha <= 1)) {
+            cfg->sim_power > 10 || !(cfg->asym_alpha >= 0 && cfg->asym_alpha <= 1) ||
+            !(cfg->iuf_beta >= 0 && cfg->iuf_beta <= 4)) {
             snprintf(errstr, n,
                      "recommend.item.norm: none|source|target|both; recommend.history.evict: "
                      "oldest|weakest; recommend.similarity.power in (0, 10]; "
-                     "recommend.similarity.alpha in [0, 1]");
+                     "recommend.similarity.alpha in [0, 1]; recommend.iuf.beta in [0, 4]");
             return -1;
         }
     }
