@@ -51,6 +51,8 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->aff_power = 1.0f;
     cfg->asym_alpha = 0.4f;
     cfg->iuf_beta = 0.4f;
+    cfg->user_sim_power = 3.0f;
+    cfg->user_aff_power = 0.3f;
     cfg->poster_weight = 0.5f;
     cfg->sentiment_weight = 0.1f;
     cfg->sentiment_prior_count = 2.0f;
@@ -896,8 +898,19 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         for (int y = 0; y < nk; y++) {
             if (nb[y].score <= 0) continue;
             int nv = rd->history(cx, nb[y].id, w->hist2, w->hcap + 1);
-            for (int x = 0; x < nv; x++)
-                if (w->hist2[x].a > 0) credit(w, 1, w->hist2[x].item, nb[y].score);
+            const float sv =
+                cfg->user_sim_power != 1.0f ? powf(nb[y].score, cfg->user_sim_power) : nb[y].score;
+            double vmax = 0; /* the neighbour's affinities, relative to their largest */
+            if (cfg->user_aff_power != 0)
+                for (int x = 0; x < nv; x++)
+                    if (w->hist2[x].a > vmax) vmax = w->hist2[x].a;
+            for (int x = 0; x < nv; x++) {
+                if (!(w->hist2[x].a > 0)) continue;
+                float v = sv;
+                if (cfg->user_aff_power != 0)
+                    v *= (float)pow(w->hist2[x].a / vmax, cfg->user_aff_power);
+                credit(w, 1, w->hist2[x].item, v);
+            }
         }
     }
     if ((sources & REC_SRC_CONTENT) && nh > 0) {

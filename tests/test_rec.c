@@ -922,6 +922,62 @@ static void test_inverse_user_frequency(void **state) {
     rec_mem_destroy(m);
 }
 
+/* User CF votes, by hand. Ratings (a = 0.4 r): user 0 rates items 0, 1
+ * 5 stars (a 2, 2); user 1 rates 0, 1, 2 with 5, 2.5, 5 (a 2, 1, 2); user
+ * 2 rates 0, 3, 2 with 2.5, 5, 2.5 (a 1, 2, 1). cos(0, 1) = 6 / sqrt(8 * 9),
+ * cos(0, 2) = 2 / sqrt(8 * 6). Each neighbour v votes for its items with
+ * cos^p * (a_vi / max a_v)^q. */
+static void test_user_cf_votes(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.refresh_ratio = 0;
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    static const struct {
+        uint32_t u, i;
+        double r;
+    } ev[] = {{0, 0, 5}, {0, 1, 5},   {1, 0, 5}, {1, 1, 2.5},
+              {1, 2, 5}, {2, 0, 2.5}, {2, 3, 5}, {2, 2, 2.5}};
+    for (int n = 0; n < (int)(sizeof ev / sizeof ev[0]); n++) {
+        snprintf(id, sizeof id, "v%d", n);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = ev[n].u,
+                         .item = ev[n].i,
+                         .type = REC_EV_RATING,
+                         .ts_ms = T0 + n,
+                         .has_rating = 1,
+                         .rating = ev[n].r};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    const double s1 = 6 / sqrt(72.0), s2 = 2 / sqrt(48.0);
+    static const float pq[][2] = {{1, 0}, {3, 0.3f}, {2, 1}};
+    assert_true(cfg.user_sim_power == pq[1][0] && cfg.user_aff_power == pq[1][1]); /* defaults */
+    for (int t = 0; t < 3; t++) {
+        const double p = pq[t][0], q = pq[t][1];
+        cfg.user_sim_power = pq[t][0];
+        cfg.user_aff_power = pq[t][1];
+        double want[4] = {0, 0, pow(s1, p) + pow(s2, p) * pow(0.5, q), pow(s2, p)};
+        rec_rec_t out[4];
+        int no = rec_recommend(&cfg, &rd, w, 0, REC_SRC_USER_CF, NULL, 0, out, 4);
+        assert_int_equal(no, 2);
+        assert_int_equal(out[0].item, 2);
+        assert_int_equal(out[1].item, 3);
+        for (int x = 0; x < 2; x++)
+            assert_close(out[x].score, want[out[x].item], 1e-5, "user_cf", t, (int)out[x].item);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_equals_batch_no_decay),
@@ -938,6 +994,7 @@ int main(void) {
         cmocka_unit_test(test_cosine_shrinkage),
         cmocka_unit_test(test_asymmetric_cosine),
         cmocka_unit_test(test_inverse_user_frequency),
+        cmocka_unit_test(test_user_cf_votes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -881,6 +881,10 @@ int cmd_eval_recommend(int argc, char **argv) {
             cfg.asym_alpha = (float)atof(v);
         else if (strcmp(o, "--iuf-beta") == 0)
             cfg.iuf_beta = (float)atof(v);
+        else if (strcmp(o, "--user-sim-power") == 0)
+            cfg.user_sim_power = (float)atof(v);
+        else if (strcmp(o, "--user-aff-power") == 0)
+            cfg.user_aff_power = (float)atof(v);
         else if (strcmp(o, "--item-norm") == 0)
             cfg.item_norm = atoi(v);
         else if (strcmp(o, "--item-score-k") == 0)
@@ -1077,6 +1081,10 @@ int cmd_eval_recommend(int argc, char **argv) {
                 cfg.pop_beta = v;
             else if (strcmp(sweep_name, "asym_alpha") == 0)
                 cfg.asym_alpha = v;
+            else if (strcmp(sweep_name, "user_sim_power") == 0)
+                cfg.user_sim_power = v;
+            else if (strcmp(sweep_name, "user_aff_power") == 0)
+                cfg.user_aff_power = v;
             else if (strcmp(sweep_name, "item_norm") == 0)
                 cfg.item_norm = (int)v;
             else if (strcmp(sweep_name, "item_score_k") == 0)
