@@ -371,8 +371,10 @@ double rec_similarity(rec_sim_t sim, const double *fij, const double *fji, const
  * popularity; a new item is reached through content (the catalogue block).
  * out[k].sources says which sources scored the item. Item CF reads itopk
  * of each history item (item_k), then the first item_score_k entries of
- * itopk of each distinct candidate found there (its threshold). Returns the
- * count (<= n), or -1 out of memory. */
+ * itopk of each distinct candidate found there (its threshold), and, with
+ * asym_alpha != 0.5 or pop_beta != 0, the item statistics of the history
+ * (one call) and of the candidates (calls of up to hist_cap + item_k + 1
+ * items). Returns the count (<= n), or -1 out of memory. */
 typedef struct rec_rec {
     uint32_t item;
     float score;
