@@ -49,6 +49,10 @@ void rec_config_defaults(rec_config_t *cfg) {
     cfg->item_norm = REC_NORM_SOURCE;
     cfg->sim_power = 2.0f;
     cfg->aff_power = 1.0f;
+    cfg->asym_alpha = 0.4f;
+    cfg->iuf_beta = 0.4f;
+    cfg->user_sim_power = 3.0f;
+    cfg->user_aff_power = 0.3f;
     cfg->poster_weight = 0.5f;
     cfg->sentiment_weight = 0.1f;
     cfg->sentiment_prior_count = 2.0f;
@@ -434,6 +438,10 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     rd->item_stats(cx, &i, 1, si);
     rd->item_stats(cx, w->ids, no, w->st);
 
+    /* Inverse user frequency: the cosine counters' increments (D, n2) are
+     * weighted by (1 + the user's other history items)^-iuf_beta, known
+     * when the event is applied. */
+    const double wu = cfg->iuf_beta != 0 ? pow(1.0 + no, -(double)cfg->iuf_beta) : 1.0;
     /* Pair counters. */
     for (int x = 0; x < no; x++) {
         const rec_hist_t *o = &w->hist[x];
@@ -444,7 +452,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
             double wp = decay_g(cfg, e.t_first > o->t_first ? e.t_first : o->t_first);
             add_ij[REC_PF_C] = add_ji[REC_PF_C] = wp;
         }
-        if (delta != 0 && o->a != 0) add_ij[REC_PF_D] = add_ji[REC_PF_D] = delta * o->a;
+        if (delta != 0 && o->a != 0) add_ij[REC_PF_D] = add_ji[REC_PF_D] = wu * delta * o->a;
         if (new_r > 0 && o->rating > 0 && new_r != old_r) {
             double wr = decay_g(cfg, e.t_rated > o->t_rated ? e.t_rated : o->t_rated);
             double rj = o->rating;
@@ -488,7 +496,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     /* Item statistics. */
     double dst[REC_IS_N] = {0};
     if (is_new) dst[REC_IS_C] = g;
-    dst[REC_IS_N2] = new_a * new_a - old_a * old_a;
+    dst[REC_IS_N2] = wu * (new_a * new_a - old_a * old_a);
     for (int f = 0; f < REC_IS_N; f++) {
         if (dst[f] == 0) continue;
         PUSH(REC_OP_ITEM_ADD, i, 0);
@@ -619,7 +627,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
 
     /* User-based CF (Papagelis et al. 2005): dot products with the item's
      * other consumers, the user's norm, and their top-K. */
-    const double dn2 = dst[REC_IS_N2];
+    const double dn2 = new_a * new_a - old_a * old_a; /* the user norm: not weighted */
     if (delta != 0 || is_new) {
         int nc = rd->consumers(cx, i, w->cons, w->ccap);
         int in_cons = -1, nv = 0;
@@ -793,12 +801,28 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
     const double ascale = amax > 0 ? 1.0 / amax : 0.0;
     if (sources & REC_SRC_ITEM_CF) {
         const int sk = cfg->item_score_k > 0 && cfg->item_score_k < w->kcap ? cfg->item_score_k : 0;
+        /* Asymmetric cosine (Aiolli 2013): s_ij = D_ij / (n_j^(2 alpha) n_i^(2 - 2 alpha)),
+         * i the history item, j the candidate, n = sqrt(n2): cosine times
+         * (n_i / n_j)^(2 alpha - 1), so the vote s^p splits into a history
+         * factor n_i^q and a candidate factor n_j^-q, q = (2 alpha - 1) p. */
+        const double asym_q =
+            cfg->asym_alpha != 0.5f ? (2.0 * cfg->asym_alpha - 1.0) * cfg->sim_power : 0.0;
+        /* n2 is forward-decayed like the affinities: scaled by ascale^2 (a
+         * factor common to both sides) it stays finite in a float. */
+        const double a2scale = ascale * ascale;
+        const int cand_f = cfg->pop_beta != 0 || asym_q != 0; /* candidate factors */
         uint32_t ncand = 0;
         w->ncb = 0;
+        if (asym_q != 0) { /* the history side's n2, one read */
+            for (int x = 0; x < nh; x++) w->ids[x] = w->hist[x].item;
+            rd->item_stats(cx, w->ids, nh, w->st);
+        }
         for (int x = 0; x < nh; x++) {
             float a = (float)(w->hist[x].a * ascale);
             if (a <= 0) continue;
             if (cfg->aff_power != 1.0f) a = powf(a, cfg->aff_power);
+            if (asym_q != 0 && w->st[(size_t)x * REC_IS_N + REC_IS_N2] > 0)
+                a *= (float)pow(w->st[(size_t)x * REC_IS_N + REC_IS_N2] * a2scale, 0.5 * asym_q);
             int nk = rd->item_topk(cx, w->hist[x].item, w->topk, w->kcap);
             if (cfg->item_norm & REC_NORM_SOURCE) {
                 /* Divide by the history item's neighbourhood mass: an item
@@ -813,7 +837,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 const uint32_t j = w->topk[y].id;
                 const float s = w->topk[y].score;
                 if (s <= 0 || j >= w->ncap || w->ex[j]) continue;
-                if (!sk) {
+                if (!sk && !cand_f) {
                     credit(w, 0, j, a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s));
                     continue;
                 }
@@ -836,18 +860,29 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         /* Each candidate's threshold: its item_score_k-th neighbour. */
         for (uint32_t c = 0; c < ncand; c++) {
             const uint32_t j = w->cands[c];
-            int nk = rd->item_topk(cx, j, w->topk, sk);
-            w->thr[j] = nk == sk ? w->topk[sk - 1].score : -INFINITY;
+            int nk = sk ? rd->item_topk(cx, j, w->topk, sk) : 0;
+            w->thr[j] = sk && nk == sk ? w->topk[sk - 1].score : -INFINITY;
             w->cmark[j] = 0;
             float cs = 0;
             if (cfg->item_norm & REC_NORM_TARGET)
                 for (int y = 0; y < nk; y++)
                     if (w->topk[y].score > 0) cs += w->topk[y].score;
             w->csum[j] = cs > 0 ? 1.0f / cs : 1.0f;
-            if (cfg->pop_beta != 0) {
-                double stj[REC_IS_N];
-                rd->item_stats(cx, &j, 1, stj);
-                if (stj[REC_IS_C] > 0) w->csum[j] *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
+        }
+        /* Candidate factors from the item statistics, read in blocks of w->st. */
+        if (cand_f) {
+            const uint32_t blk = (uint32_t)w->hcap + (uint32_t)w->kcap + 1;
+            for (uint32_t c0 = 0; c0 < ncand; c0 += blk) {
+                const uint32_t nb = ncand - c0 < blk ? ncand - c0 : blk;
+                rd->item_stats(cx, w->cands + c0, (int)nb, w->st);
+                for (uint32_t c = 0; c < nb; c++) {
+                    const double *stj = w->st + (size_t)c * REC_IS_N;
+                    float *f = &w->csum[w->cands[c0 + c]];
+                    if (cfg->pop_beta != 0 && stj[REC_IS_C] > 0)
+                        *f *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
+                    if (asym_q != 0 && stj[REC_IS_N2] > 0)
+                        *f *= (float)pow(stj[REC_IS_N2] * a2scale, -0.5 * asym_q);
+                }
             }
         }
         for (size_t y = 0; y < w->ncb; y++)
@@ -863,8 +898,19 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         for (int y = 0; y < nk; y++) {
             if (nb[y].score <= 0) continue;
             int nv = rd->history(cx, nb[y].id, w->hist2, w->hcap + 1);
-            for (int x = 0; x < nv; x++)
-                if (w->hist2[x].a > 0) credit(w, 1, w->hist2[x].item, nb[y].score);
+            const float sv =
+                cfg->user_sim_power != 1.0f ? powf(nb[y].score, cfg->user_sim_power) : nb[y].score;
+            double vmax = 0; /* the neighbour's affinities, relative to their largest */
+            if (cfg->user_aff_power != 0)
+                for (int x = 0; x < nv; x++)
+                    if (w->hist2[x].a > vmax) vmax = w->hist2[x].a;
+            for (int x = 0; x < nv; x++) {
+                if (!(w->hist2[x].a > 0)) continue;
+                float v = sv;
+                if (cfg->user_aff_power != 0)
+                    v *= (float)pow(w->hist2[x].a / vmax, cfg->user_aff_power);
+                credit(w, 1, w->hist2[x].item, v);
+            }
         }
     }
     if ((sources & REC_SRC_CONTENT) && nh > 0) {

@@ -146,6 +146,37 @@ static void batch_compute(const rec_config_t *cfg, const stream_t *st, batch_t *
             for (int v = 0; v < NU; v++)
                 if (v != u && b->has[v][i]) b->udot[u][v] += b->a[u][i] * b->a[v][i];
         }
+    if (cfg->iuf_beta != 0) {
+        /* Inverse user frequency: D and n2 are sums over events, each event
+         * e (user u, item i, weight delta) adding w_e delta a_uj(t_e) to D_ij
+         * and D_ji for every other item j u had consumed before it, and
+         * w_e ((a_ui + delta)^2 - a_ui^2) to n2_i, with w_e = (1 + the number
+         * of those items)^-iuf_beta. Replayed here over dense arrays. */
+        static double acur[NU][NI];
+        static int hcur[NU][NI];
+        memset(acur, 0, sizeof acur);
+        memset(hcur, 0, sizeof hcur);
+        for (int i = 0; i < NI; i++) {
+            b->st[i][REC_IS_N2] = 0;
+            for (int j = 0; j < NI; j++) b->f[i][j][REC_PF_D] = 0;
+        }
+        for (int k = 0; k < NEV; k++) {
+            const rec_event_t *e = &st->ev[k];
+            int u = (int)e->user, i = (int)e->item, n = 0;
+            for (int j = 0; j < NI; j++) n += j != i && hcur[u][j];
+            const double w = pow(1.0 + n, -(double)cfg->iuf_beta);
+            const double delta = rec_event_weight(cfg, e) * g_at(cfg, e->ts_ms);
+            for (int j = 0; j < NI; j++) {
+                if (j == i || !hcur[u][j]) continue;
+                b->f[i][j][REC_PF_D] += w * delta * acur[u][j];
+                b->f[j][i][REC_PF_D] += w * delta * acur[u][j];
+            }
+            const double na = acur[u][i] + delta;
+            b->st[i][REC_IS_N2] += w * (na * na - acur[u][i] * acur[u][i]);
+            acur[u][i] = na;
+            hcur[u][i] = 1;
+        }
+    }
 }
 
 /* The similarities written out directly from their definitions (weighted
@@ -156,6 +187,10 @@ static double batch_sim(const rec_config_t *cfg, const stream_t *st, const batch
     double c = b->f[i][j][REC_PF_C];
     switch (sim) {
     case REC_SIM_COSINE: {
+        if (cfg->iuf_beta != 0) { /* over the weighted sums above */
+            double den = b->st[i][REC_IS_N2] * b->st[j][REC_IS_N2];
+            return den > 0 ? b->f[i][j][REC_PF_D] / sqrt(den) : 0;
+        }
         double dot = 0, ni = 0, nj = 0;
         for (int u = 0; u < NU; u++) {
             dot += b->a[u][i] * b->a[u][j];
@@ -210,9 +245,10 @@ static void assert_close(double got, double want, double tol, const char *what, 
 
 /* Every pair counter, item statistic, user dot and norm, and every
  * similarity measure equals the batch computation over the same events. */
-static void check_incremental_equals_batch(int64_t half_life) {
+static void check_incremental_equals_batch(int64_t half_life, float iuf_beta) {
     rec_config_t cfg;
     big_config(&cfg, half_life);
+    cfg.iuf_beta = iuf_beta;
     stream_t *st = malloc(sizeof *st);
     batch_t *b = malloc(sizeof *b);
     assert_non_null(st);
@@ -263,12 +299,18 @@ static void check_incremental_equals_batch(int64_t half_life) {
 
 static void test_incremental_equals_batch_no_decay(void **state) {
     (void)state;
-    check_incremental_equals_batch(0);
+    check_incremental_equals_batch(0, 0);
 }
 
 static void test_incremental_equals_batch_with_decay(void **state) {
     (void)state;
-    check_incremental_equals_batch(DAY / 2);
+    check_incremental_equals_batch(DAY / 2, 0);
+}
+
+static void test_incremental_equals_batch_iuf(void **state) {
+    (void)state;
+    check_incremental_equals_batch(0, 0.4f);
+    check_incremental_equals_batch(DAY / 2, 0.7f);
 }
 
 /* True top-K of row i by (score, id), from the state's full counters. */
@@ -716,6 +758,7 @@ static void test_cosine_shrinkage(void **state) {
     (void)state;
     rec_config_t cfg;
     rec_config_defaults(&cfg);
+    cfg.iuf_beta = 0; /* plain counts in the hand computation */
     cfg.shrink = 2.0f;
     assert_true(rec_config_fields(&cfg) & REC_PFM(REC_PF_C));
     rec_mem_t *m = rec_mem_new(&cfg);
@@ -751,10 +794,195 @@ static void test_cosine_shrinkage(void **state) {
     rec_mem_destroy(m);
 }
 
+/* Asymmetric cosine in the item CF votes, by hand. Plays (a = 1) by users
+ * 1, 2: items 0, 1, 2; user 3: 0, 2; user 4: 0; users 5..9: 2; user 0: 0.
+ * n2 = 5, 2, 8 for items 0, 1, 2; D_01 = 2, D_02 = 3. User 0's only
+ * history item is 0, whose list is {1, 2}; a vote is
+ * s_0j^2 / (cos_01 + cos_02) (source normalisation by item 0's mass), with
+ * s_0j = D_0j / (n2_j^alpha n2_0^(1 - alpha)). alpha 0.5 is the cosine
+ * (item 1 first); alpha 0.1 puts the popular item 2 first. */
+static void test_asymmetric_cosine(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.refresh_ratio = 0;
+    cfg.iuf_beta = 0; /* plain counts in the hand computation */
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    static const uint32_t plays[][2] = {{5, 2}, {6, 2}, {7, 2}, {8, 2}, {9, 2},
+                                        {1, 0}, {1, 1}, {1, 2}, {2, 0}, {2, 1},
+                                        {2, 2}, {3, 0}, {3, 2}, {4, 0}, {0, 0}};
+    for (int n = 0; n < (int)(sizeof plays / sizeof plays[0]); n++) {
+        snprintf(id, sizeof id, "a%d", n);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = plays[n][0],
+                         .item = plays[n][1],
+                         .type = REC_EV_PLAY,
+                         .ts_ms = T0 + n};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    const double n2[3] = {5, 2, 8}, D[3] = {0, 2, 3};
+    const double rs = D[1] / sqrt(n2[0] * n2[1]) + D[2] / sqrt(n2[0] * n2[2]);
+    const float alphas[] = {0.5f, 0.4f, 0.1f, 0.9f};
+    for (int t = 0; t < 4; t++) {
+        const double al = alphas[t];
+        cfg.asym_alpha = alphas[t];
+        rec_rec_t out[4];
+        int no = rec_recommend(&cfg, &rd, w, 0, REC_SRC_ITEM_CF, NULL, 0, out, 4);
+        assert_int_equal(no, 2);
+        double want[3];
+        for (int j = 1; j < 3; j++) {
+            double sa = D[j] / (pow(n2[j], al) * pow(n2[0], 1 - al));
+            want[j] = sa * sa / rs;
+        }
+        const uint32_t first = want[1] > want[2] ? 1 : 2;
+        assert_int_equal(out[0].item, first);
+        assert_int_equal(out[1].item, 3 - first);
+        for (int x = 0; x < 2; x++) {
+            double got = out[x].score, wj = want[out[x].item];
+            if (fabs(got - wj) > 1e-5 * wj)
+                fail_msg("alpha %g item %u: %g, want %g", al, out[x].item, got, wj);
+        }
+        if (t == 0) assert_int_equal(first, 1);
+        if (t == 2) assert_int_equal(first, 2);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
+/* Inverse user frequency, by hand (beta 0.5, plays: a = 1 each): user 0
+ * plays items 0, 1, 2, then 0 again. Weights (1 + other history items)^-0.5:
+ * 1, 1/sqrt2, 1/sqrt3, 1/sqrt3. D_01 = 1/sqrt2 + 1/sqrt3 (the replay of 0
+ * takes a_0 from 1 to 2: + w * 1 * a_1), D_02 = 2/sqrt3, D_12 = 1/sqrt3;
+ * n2_0 = 1 + 3/sqrt3, n2_1 = 1/sqrt2, n2_2 = 1/sqrt3. The user's norm
+ * (user CF) and the counts C are not weighted. */
+static void test_inverse_user_frequency(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.refresh_ratio = 0;
+    cfg.iuf_beta = 0.5f;
+    cfg.pair_fields = REC_PFM(REC_PF_C) | REC_PFM(REC_PF_D);
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    static const uint32_t items[] = {0, 1, 2, 0};
+    for (int n = 0; n < 4; n++) {
+        snprintf(id, sizeof id, "f%d", n);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = 0,
+                         .item = items[n],
+                         .type = REC_EV_PLAY,
+                         .ts_ms = T0 + n};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    const double r2 = 1 / sqrt(2.0), r3 = 1 / sqrt(3.0);
+    const double D[3][3] = {{0, r2 + r3, 2 * r3}, {r2 + r3, 0, r3}, {2 * r3, r3, 0}};
+    const double n2[3] = {1 + 3 * r3, r2, r3};
+    for (uint32_t i = 0; i < 3; i++) {
+        double st[REC_IS_N];
+        rd.item_stats(rd.ctx, &i, 1, st);
+        assert_close(st[REC_IS_N2], n2[i], 1e-12, "n2", (int)i, 0);
+        assert_close(st[REC_IS_C], 1, 1e-12, "c", (int)i, 0);
+        for (uint32_t j = 0; j < 3; j++) {
+            if (j == i) continue;
+            double f[REC_PF_N];
+            rd.pairs(rd.ctx, i, &j, 1, f);
+            assert_close(f[REC_PF_D], D[i][j], 1e-12, "D", (int)i, (int)j);
+            assert_close(f[REC_PF_C], 1, 1e-12, "C", (int)i, (int)j);
+        }
+    }
+    uint32_t u = 0;
+    double un;
+    rd.user_norms(rd.ctx, &u, 1, &un);
+    assert_close(un, 4 + 1 + 1, 1e-12, "unorm", 0, 0);
+    /* The stored list holds the cosine of the weighted sums. */
+    rec_scored_t top[4];
+    int nk = rd.item_topk(rd.ctx, 1, top, 4);
+    assert_int_equal(nk, 2);
+    assert_int_equal(top[0].id, 0);
+    assert_close(top[0].score, D[1][0] / sqrt(n2[0] * n2[1]), 1e-6, "cos", 1, 0);
+    assert_close(top[1].score, D[1][2] / sqrt(n2[1] * n2[2]), 1e-6, "cos", 1, 2);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
+/* User CF votes, by hand. Ratings (a = 0.4 r): user 0 rates items 0, 1
+ * 5 stars (a 2, 2); user 1 rates 0, 1, 2 with 5, 2.5, 5 (a 2, 1, 2); user
+ * 2 rates 0, 3, 2 with 2.5, 5, 2.5 (a 1, 2, 1). cos(0, 1) = 6 / sqrt(8 * 9),
+ * cos(0, 2) = 2 / sqrt(8 * 6). Each neighbour v votes for its items with
+ * cos^p * (a_vi / max a_v)^q. */
+static void test_user_cf_votes(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.refresh_ratio = 0;
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    static const struct {
+        uint32_t u, i;
+        double r;
+    } ev[] = {{0, 0, 5}, {0, 1, 5},   {1, 0, 5}, {1, 1, 2.5},
+              {1, 2, 5}, {2, 0, 2.5}, {2, 3, 5}, {2, 2, 2.5}};
+    for (int n = 0; n < (int)(sizeof ev / sizeof ev[0]); n++) {
+        snprintf(id, sizeof id, "v%d", n);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = ev[n].u,
+                         .item = ev[n].i,
+                         .type = REC_EV_RATING,
+                         .ts_ms = T0 + n,
+                         .has_rating = 1,
+                         .rating = ev[n].r};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    const double s1 = 6 / sqrt(72.0), s2 = 2 / sqrt(48.0);
+    static const float pq[][2] = {{1, 0}, {3, 0.3f}, {2, 1}};
+    assert_true(cfg.user_sim_power == pq[1][0] && cfg.user_aff_power == pq[1][1]); /* defaults */
+    for (int t = 0; t < 3; t++) {
+        const double p = pq[t][0], q = pq[t][1];
+        cfg.user_sim_power = pq[t][0];
+        cfg.user_aff_power = pq[t][1];
+        double want[4] = {0, 0, pow(s1, p) + pow(s2, p) * pow(0.5, q), pow(s2, p)};
+        rec_rec_t out[4];
+        int no = rec_recommend(&cfg, &rd, w, 0, REC_SRC_USER_CF, NULL, 0, out, 4);
+        assert_int_equal(no, 2);
+        assert_int_equal(out[0].item, 2);
+        assert_int_equal(out[1].item, 3);
+        for (int x = 0; x < 2; x++)
+            assert_close(out[x].score, want[out[x].item], 1e-5, "user_cf", t, (int)out[x].item);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_incremental_equals_batch_no_decay),
         cmocka_unit_test(test_incremental_equals_batch_with_decay),
+        cmocka_unit_test(test_incremental_equals_batch_iuf),
         cmocka_unit_test(test_topk_exact_for_monotone_counts),
         cmocka_unit_test(test_topk_normalised_is_close),
         cmocka_unit_test(test_metrics_hand_example),
@@ -764,6 +992,9 @@ int main(void) {
         cmocka_unit_test(test_poster_block),
         cmocka_unit_test(test_multimodal_content_and_prior),
         cmocka_unit_test(test_cosine_shrinkage),
+        cmocka_unit_test(test_asymmetric_cosine),
+        cmocka_unit_test(test_inverse_user_frequency),
+        cmocka_unit_test(test_user_cf_votes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

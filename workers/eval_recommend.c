@@ -877,6 +877,14 @@ int cmd_eval_recommend(int argc, char **argv) {
             cfg.aff_power = (float)atof(v);
         else if (strcmp(o, "--pop-beta") == 0)
             cfg.pop_beta = (float)atof(v);
+        else if (strcmp(o, "--asym-alpha") == 0)
+            cfg.asym_alpha = (float)atof(v);
+        else if (strcmp(o, "--iuf-beta") == 0)
+            cfg.iuf_beta = (float)atof(v);
+        else if (strcmp(o, "--user-sim-power") == 0)
+            cfg.user_sim_power = (float)atof(v);
+        else if (strcmp(o, "--user-aff-power") == 0)
+            cfg.user_aff_power = (float)atof(v);
         else if (strcmp(o, "--item-norm") == 0)
             cfg.item_norm = atoi(v);
         else if (strcmp(o, "--item-score-k") == 0)
@@ -1071,6 +1079,12 @@ int cmd_eval_recommend(int argc, char **argv) {
                 cfg.aff_power = v;
             else if (strcmp(sweep_name, "pop_beta") == 0)
                 cfg.pop_beta = v;
+            else if (strcmp(sweep_name, "asym_alpha") == 0)
+                cfg.asym_alpha = v;
+            else if (strcmp(sweep_name, "user_sim_power") == 0)
+                cfg.user_sim_power = v;
+            else if (strcmp(sweep_name, "user_aff_power") == 0)
+                cfg.user_aff_power = v;
             else if (strcmp(sweep_name, "item_norm") == 0)
                 cfg.item_norm = (int)v;
             else if (strcmp(sweep_name, "item_score_k") == 0)

@@ -99,6 +99,15 @@ static const config_key_t recommend_keys[] = {
      "candidate's by its own (target), both, or none."},
     {"recommend.similarity.power", "2",
      "Item CF votes are affinity x similarity^power (> 1 trusts close neighbours more)."},
+    {"recommend.similarity.alpha", "0.4",
+     "Item CF votes use the asymmetric cosine D / (n_cand^(2 alpha) n_hist^(2 - 2 alpha)); 0.5: "
+     "the cosine."},
+    {"recommend.iuf.beta", "0.4",
+     "Cosine counters: each event's increments weighted by (1 + the user's other history "
+     "items)^-beta (0: off; changing it needs a new state)."},
+    {"recommend.user.similarity.power", "3",
+     "User CF: a neighbour votes similarity^power x (its affinity / its largest)^affinity.power."},
+    {"recommend.user.affinity.power", "0.3", "See recommend.user.similarity.power."},
     {"recommend.history.evict", "weakest",
      "Which history entry leaves beyond the cap: oldest (least recently used) or weakest "
      "(lowest affinity)."},
@@ -2504,11 +2513,24 @@ int recommend_config(const config_t *c, rec_config_t *cfg, int *top_n, char *err
                                                        : -1;
         cfg->evict_weakest = strcmp(ev, "oldest") == 0 ? 0 : strcmp(ev, "weakest") == 0 ? 1 : -1;
         cfg->sim_power = (float)config_get_double(c, "recommend.similarity.power", cfg->sim_power);
+        cfg->asym_alpha =
+            (float)config_get_double(c, "recommend.similarity.alpha", cfg->asym_alpha);
+        cfg->iuf_beta = (float)config_get_double(c, "recommend.iuf.beta", cfg->iuf_beta);
+        cfg->user_sim_power =
+            (float)config_get_double(c, "recommend.user.similarity.power", cfg->user_sim_power);
+        cfg->user_aff_power =
+            (float)config_get_double(c, "recommend.user.affinity.power", cfg->user_aff_power);
         if (cfg->item_norm < 0 || cfg->evict_weakest < 0 || !(cfg->sim_power > 0) ||
-            cfg->sim_power > 10) {
+            cfg->sim_power > 10 || !(cfg->asym_alpha >= 0 && cfg->asym_alpha <= 1) ||
+            !(cfg->iuf_beta >= 0 && cfg->iuf_beta <= 4) ||
+            !(cfg->user_sim_power > 0 && cfg->user_sim_power <= 10) ||
+            !(cfg->user_aff_power >= 0 && cfg->user_aff_power <= 10)) {
             snprintf(errstr, n,
                      "recommend.item.norm: none|source|target|both; recommend.history.evict: "
-                     "oldest|weakest; recommend.similarity.power in (0, 10]");
+                     "oldest|weakest; recommend.similarity.power in (0, 10]; "
+                     "recommend.similarity.alpha in [0, 1]; recommend.iuf.beta in [0, 4]; "
+                     "recommend.user.similarity.power in (0, 10]; recommend.user.affinity.power "
+                     "in [0, 10]");
             return -1;
         }
     }
