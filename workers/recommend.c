@@ -2276,18 +2276,25 @@ static int process_events(rstate_t *st, rt_ctx_t *ctx, const rt_batch_t *batch) 
             goto done;
         }
         /* Item CF then reads the list of every candidate found in those
-         * lists (its threshold): queue them all for one round trip. */
+         * lists (its threshold) and, with the asymmetric cosine, the
+         * candidates' statistics: queue them all for one round trip. */
         rec_scored_t *top = malloc(((size_t)st->cfg.item_k + 1) * sizeof *top);
-        if (!top) fail(st, "out of memory");
-        for (size_t t = 0; top && t < st->ntouched && !st->failed; t++) {
+        uint32_t *cand = malloc(((size_t)st->cfg.item_k + 1) * sizeof *cand);
+        if (!top || !cand) fail(st, "out of memory");
+        for (size_t t = 0; top && cand && t < st->ntouched && !st->failed; t++) {
             int nh = st->mr.history(st->mr.ctx, st->touched[t].user, h, st->cfg.hist_cap + 1);
             for (int x = 0; x < nh; x++) {
-                int nk = topk_read(st, 0, h[x].item, top, st->cfg.item_k);
+                int nk = topk_read(st, 0, h[x].item, top, st->cfg.item_k), nc = 0;
                 for (int y = 0; y < nk; y++)
-                    if (top[y].score > 0) q_topk(st, 0, top[y].id);
+                    if (top[y].score > 0) {
+                        q_topk(st, 0, top[y].id);
+                        cand[nc++] = top[y].id;
+                    }
+                q_fields(st, K_ISTAT, 0, cand, nc);
             }
         }
         free(top);
+        free(cand);
         free(h);
         free(nb);
         if (flush(st) < 0) goto done;
