@@ -786,6 +786,23 @@ static int put_topk(rec_buf_t *b, const topk_t *t) {
     return rc;
 }
 
+/* The settings besides the caps that change what processing writes: a
+ * state replayed under others would not be the one its log describes. */
+#define SNAP_N_SETTINGS (8 + REC_EV_N)
+static const char *const snap_setting_names[SNAP_N_SETTINGS] = {
+    "similarity",          "history.evict",     "refresh_topk",          "half.life",
+    "decay.epoch",         "iuf.beta",          "refresh_ratio",         "shrink",
+    "event weight view",   "event weight play", "event weight progress", "event weight complete",
+    "event weight rating", "event weight like", "event weight dislike"};
+
+static void snap_settings(const rec_config_t *c, double out[SNAP_N_SETTINGS]) {
+    double v[8] = {(double)c->sim,           (double)c->evict_weakest, (double)c->refresh_topk,
+                   (double)c->half_life_ms,  (double)c->epoch_ms,      (double)c->iuf_beta,
+                   (double)c->refresh_ratio, (double)c->shrink};
+    memcpy(out, v, sizeof v);
+    for (int e = 0; e < REC_EV_N; e++) out[8 + e] = c->weight[e];
+}
+
 int rec_mem_save(const rec_mem_t *m, rec_buf_t *out) {
     const rec_config_t *c = &m->cfg;
     uint32_t version = SNAP_VERSION, order = SNAP_BYTE_ORDER;
@@ -794,8 +811,11 @@ int rec_mem_save(const rec_mem_t *m, rec_buf_t *out) {
     if (buf_put(out, SNAP_MAGIC, 4) < 0) goto oom;
     PUT(out, version);
     PUT(out, order);
+    double settings[SNAP_N_SETTINGS];
+    snap_settings(c, settings);
     PUT(out, caps);
     PUT(out, m->slot);
+    PUT(out, settings);
     PUT(out, m->nu);
     PUT(out, m->ni);
     for (uint32_t u = 0; u < m->nu; u++) {
@@ -929,6 +949,16 @@ rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, c
                  want[3], want[4], want[5]);
         goto fail;
     }
+    double settings[SNAP_N_SETTINGS], mine[SNAP_N_SETTINGS];
+    TAKE(&in, settings);
+    snap_settings(c, mine);
+    for (int k = 0; k < SNAP_N_SETTINGS; k++)
+        if (memcmp(&settings[k], &mine[k], sizeof mine[k]) != 0) {
+            snprintf(errstr, errstr_size,
+                     "the state was built with other settings (%s %.17g; this worker has %.17g)",
+                     snap_setting_names[k], settings[k], mine[k]);
+            goto fail;
+        }
     TAKE(&in, nu);
     TAKE(&in, ni);
     /* Each row takes at least 24 bytes: refuse counts the bytes cannot hold. */

@@ -229,6 +229,19 @@ static void test_load_refuses_bad_bytes(void **state) {
     other.hist_cap = 6;
     assert_null(rec_mem_load(&other, b.data, b.len, err, sizeof err));
     assert_non_null(strstr(err, "other settings"));
+    other = cfg;
+    other.iuf_beta = 0.5f;
+    assert_null(rec_mem_load(&other, b.data, b.len, err, sizeof err));
+    assert_non_null(strstr(err, "iuf.beta"));
+    other = cfg;
+    other.weight[REC_EV_LIKE] = 2.5f;
+    assert_null(rec_mem_load(&other, b.data, b.len, err, sizeof err));
+    assert_non_null(strstr(err, "event weight like"));
+    other = cfg;
+    other.src_weight[0] = 3; /* scoring only: loads */
+    rec_mem_t *scoring = rec_mem_load(&other, b.data, b.len, err, sizeof err);
+    assert_non_null(scoring);
+    rec_mem_destroy(scoring);
     memcpy(b.data, "XMEM", 4);
     assert_null(rec_mem_load(&cfg, b.data, b.len, err, sizeof err));
     assert_non_null(strstr(err, "magic"));
