@@ -54,6 +54,11 @@
  * HINCRBYFLOAT (HINCRBY for undecayed counts; ZINCRBY for pop); each top-K row gets one ZADD with
  * its members' final scores and one ZREMRANGEBYRANK.
  *
+ * With recommend.state=memory none of the collaborative keys above (seen,
+ * hist, unorm, udot, utop, istat, pop, pair, cons, itop) is written: that
+ * state lives in this process and Redis holds its log and snapshots
+ * (workers/recommend_log.h); feat, title and ids stay as they are here.
+ *
  * Content: the worker caches every item's features (the `feat` hash) and
  * refreshes the cache on reload (recommend.reload.interval.ms), since the
  * catalogue is small; items of its own `items` partitions are added at once.
@@ -1913,13 +1918,16 @@ static int fill_output(rstate_t *st, rt_ctx_t *ctx, const char *user, const rt_r
 /* Batches                                                             */
 
 static int overlay_begin(rstate_t *st, rt_ctx_t *ctx, char *errstr, size_t n) {
-    rec_mem_destroy(st->mem);
-    st->mem = rec_mem_new(&st->cfg);
-    if (!st->mem) {
-        snprintf(errstr, n, "out of memory");
-        return -1;
+    /* Memory mode reads its own state: no overlay. */
+    if (!st->log) {
+        rec_mem_destroy(st->mem);
+        st->mem = rec_mem_new(&st->cfg);
+        if (!st->mem) {
+            snprintf(errstr, n, "out of memory");
+            return -1;
+        }
+        st->mr = rec_mem_reader(st->mem);
     }
-    st->mr = rec_mem_reader(st->mem);
     km_reset(&st->km);
     for (size_t r = 0; r < st->nrows; r++) {
         free(st->rows[r].base);
