@@ -980,6 +980,10 @@ rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, c
             TAKE(&in, h->t_first);
             TAKE(&in, h->t_rated);
             TAKE(&in, h->t_last);
+            /* Every event's item has a row (its statistics): a history
+             * entry without one is corrupt, and would index past the
+             * scoring buffers, which are sized by the rows. */
+            if (h->item >= ni) goto corrupt;
         }
         us->nh = nh;
         TAKE(&in, nseen);
@@ -1013,6 +1017,7 @@ rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, c
             TAKE(&in, it->cons[x].user);
             TAKE(&in, it->cons[x].a);
             TAKE(&in, it->cons[x].t);
+            if (it->cons[x].user >= nu) goto corrupt;
         }
         it->ncons = nc;
         if (load_topk(&in, &it->topk, c->item_k, ni) < 0) goto corrupt;

@@ -2,8 +2,10 @@
  * parses model blobs from Redis (`reel model push` of any bytes) and model
  * files: the first four bytes pick the loader as the registry does
  * (pipeline/models.c): RCNN cnn_load_mem, RSVM svm_load_mem, RSPH sph_load,
- * RSNT sent_load_mem, RW2V w2v_load_mem (anything else: the word2vec binary
- * format, which w2v_load_mem also reads).
+ * RSNT sent_load_mem, RW2V w2v_load_mem, RMEM rec_mem_load (the recommend
+ * worker's state snapshot, under tests/fuzz/rec_fuzz_config.h's settings;
+ * anything else: the word2vec binary format, which w2v_load_mem also
+ * reads).
  *
  *   CC=clang cmake -S . -B build-fuzz -DREEL_FUZZ=ON && make -C build-fuzz fuzz_model
  *   cp -r tests/fuzz/model_seeds corpus && build-fuzz/fuzz_model -max_total_time=600 corpus
@@ -22,11 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/rec.h"
 #include "kernels/speech/speech.h"
 #include "kernels/text/sentiment.h"
 #include "kernels/text/word2vec.h"
 #include "kernels/vision/cnn.h"
 #include "kernels/vision/svm.h"
+#include "tests/fuzz/rec_fuzz_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -129,6 +133,38 @@ static void use_w2v(const uint8_t *data, size_t size) {
     w2v_destroy(m);
 }
 
+/* A state that loads is saved again and used as the worker uses it: one
+ * event applied, recommendations for a user. */
+static void use_rec(const uint8_t *data, size_t size) {
+    rec_config_t cfg;
+    rec_fuzz_config(&cfg);
+    char err[256];
+    rec_mem_t *m = rec_mem_load(&cfg, data, size, err, sizeof err);
+    if (!m) return;
+    rec_buf_t b = {0};
+    if (rec_mem_save(m, &b) < 0) abort();
+    free(b.data);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    rec_event_t e = {0};
+    e.event_id = "fuzz";
+    e.user_id = e.item_id = "x";
+    e.user = 1;
+    e.item = 2;
+    e.type = REC_EV_PLAY;
+    e.ts_ms = cfg.epoch_ms + 1000;
+    char reason[128];
+    rec_rec_t out[10];
+    if (!w || rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason) < 0 ||
+        rec_mem_apply(m, ds.d, ds.n) < 0 ||
+        rec_recommend(&cfg, &rd, w, 1, REC_SRC_ALL, NULL, 0, out, 10) < 0)
+        abort();
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int cnn = size >= 4 && memcmp(data, "RCNN", 4) == 0;
     int svm = size >= 4 && memcmp(data, "RSVM", 4) == 0;
@@ -153,6 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         use_sph(data, size);
     } else if (size >= 4 && memcmp(data, "RSNT", 4) == 0) {
         use_sent(data, size);
+    } else if (size >= 4 && memcmp(data, "RMEM", 4) == 0) {
+        use_rec(data, size);
     } else {
         use_w2v(data, size);
     }

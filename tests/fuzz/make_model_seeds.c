@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/rec.h"
 #include "kernels/speech/speech.h"
 #include "kernels/text/sentiment.h"
 #include "kernels/text/tokenize.h"
 #include "kernels/text/word2vec.h"
 #include "kernels/vision/cnn.h"
 #include "kernels/vision/svm.h"
+#include "tests/fuzz/rec_fuzz_config.h"
 
 static const char *dir;
 static char err[512];
@@ -205,6 +207,43 @@ static void text_seeds(void) {
     vocab_destroy(all);
 }
 
+/* A recommend state snapshot (RMEM, what recommend.state=memory keeps in
+ * Redis): 12 users, 8 items, small caps so that every list evicts. */
+static void rec_seeds(void) {
+    rec_config_t cfg;
+    rec_fuzz_config(&cfg);
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    if (!m || !w) die("rec_mem_new");
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    uint64_t s = 7;
+    for (int k = 0; k < 120; k++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        rec_event_t e = {0};
+        snprintf(id, sizeof id, "e%d", k);
+        e.event_id = id;
+        e.user_id = e.item_id = "x";
+        e.user = (uint32_t)(s % 12);
+        e.item = (uint32_t)(s >> 8) % 8;
+        e.type = (rec_event_type_t)((s >> 16) % REC_EV_RATING);
+        e.ts_ms = cfg.epoch_ms + k * 60000LL;
+        ds.n = 0;
+        if (rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason) < 0 ||
+            rec_mem_apply(m, ds.d, ds.n) < 0)
+            die("rec_process_event");
+    }
+    rec_buf_t b = {0};
+    if (rec_mem_save(m, &b) < 0) die("rec_mem_save");
+    FILE *f = fopen(path("state.rmem"), "wb");
+    if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) die("state.rmem");
+    free(b.data);
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_model_seeds DIR\n");
@@ -215,5 +254,6 @@ int main(int argc, char **argv) {
     svm_seeds();
     speech_seeds();
     text_seeds();
+    rec_seeds();
     return 0;
 }
