@@ -184,9 +184,11 @@ static void test_vocab_prune_threads(void **state) {
 
 /* ---- gradient checks ---- */
 
-static void gradcheck(int cell, int pool) {
+/* dirs 2: bidirectional; with_offset: logits shifted by a fixed offset
+ * (lstm-nb's log-odds). */
+static void gradcheck(int cell, int pool, int dirs, int with_offset) {
     const int V = 6, D = 3, H = 4, B = 3, T = 5;
-    rnn_t *m = rnn_new(cell, pool, V, D, H, 2, 7);
+    rnn_t *m = rnn_new(cell, pool, dirs, V, D, H, 2, 7);
     assert_non_null(m);
     /* Larger weights than the init, so the gates are away from 0.5. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 2.0f;
@@ -195,7 +197,8 @@ static void gradcheck(int cell, int pool) {
     int lens[3] = {5, 3, 0}; /* padding and an empty sequence */
     int labels[3] = {1, 0, 1};
     float *grad = calloc(m->n_params, sizeof *grad);
-    rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+    const float offs[3 * 2] = {0, 1.5f, 0, -2.0f, 0, 0.7f}, *off = with_offset ? offs : NULL;
+    rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
     rnn_backward(m, w, ids, lens, B, T, labels, grad);
     double max_err = 0;
     int checked = 0;
@@ -203,9 +206,9 @@ static void gradcheck(int cell, int pool) {
         float keep = m->params[i];
         const double eps = 2e-3;
         m->params[i] = keep + (float)eps;
-        double lp = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        double lp = rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
         m->params[i] = keep - (float)eps;
-        double lm = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        double lm = rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
         m->params[i] = keep;
         double num = (lp - lm) / (2 * eps);
         double err = fabs(num - grad[i]) / fmax(1e-2, fabs(num) + fabs(grad[i]));
@@ -216,8 +219,9 @@ static void gradcheck(int cell, int pool) {
     /* Max pooling is piecewise: a step of eps that switches an argmax (a
      * near tie, likely when gates saturate) breaks the finite difference, so
      * the weights are only doubled. A wrong gradient gives errors near 1. */
-    print_message("%s, %s pooling: %d parameters, max relative error %.2e\n",
-                  cell == RNN_GRU ? "GRU" : "LSTM", pool == RNN_POOL_MAX ? "max" : "mean+max",
+    print_message("%s%s, %s pooling%s: %d parameters, max relative error %.2e\n",
+                  dirs == 2 ? "bidirectional " : "", cell == RNN_GRU ? "GRU" : "LSTM",
+                  pool == RNN_POOL_MAX ? "max" : "mean+max", with_offset ? ", logit offset" : "",
                   checked, max_err);
     assert_true(max_err < 1e-2);
     /* The padding id 0 of a real step gets a gradient too. */
@@ -229,13 +233,20 @@ static void gradcheck(int cell, int pool) {
 
 static void test_lstm_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_LSTM, RNN_POOL_MAX);
-    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 1, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX, 1, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 1, 1);
+}
+static void test_bilstm_gradients(void **state) {
+    (void)state;
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 2, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX, 2, 1);
+    gradcheck(RNN_GRU, RNN_POOL_MAX, 2, 0);
 }
 static void test_gru_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_GRU, RNN_POOL_MAX);
-    gradcheck(RNN_GRU, RNN_POOL_MEANMAX);
+    gradcheck(RNN_GRU, RNN_POOL_MAX, 1, 0);
+    gradcheck(RNN_GRU, RNN_POOL_MEANMAX, 1, 0);
 }
 
 /* ---- small trainings ---- */
@@ -410,25 +421,30 @@ static void test_rnn_ensemble_files(void **state) {
         if (variant == 0) {
             single_len = len;
             /* The same file in the version-1 layout (no pool, nets, average,
-             * lr_decay, snapshots, nb_init after `lazy`, at byte 72) loads and
-             * predicts the same. */
-            unsigned char *v1 = malloc(len);
-            memcpy(v1, d, 72);
-            memcpy(v1 + 72, d + 96, len - 96);
-            v1[4] = 1;
-            l = sent_load_mem(v1, len - 24, err, sizeof err);
-            assert_non_null(l);
-            assert_int_equal(sent_params(l)->nets, 1);
-            for (int i = 0; i < 50; i++)
-                assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
-                            sent_predict(l, tr[i].text, tr[i].len, NULL));
-            sent_destroy(l);
-            free(v1);
-            /* Bad header values: pool 2, nets 0, 17 members, version 3. */
+             * lr_decay, snapshots, nb_init after `lazy`, at byte 72) and in the
+             * version-2 layout (no dropout_word, bidir after nb_init, at byte
+             * 96) loads and predicts the same. */
+            for (int ver = 1; ver <= 2; ver++) {
+                size_t keep = ver == 1 ? 72 : 96, cut = 104 - keep;
+                unsigned char *old = malloc(len);
+                memcpy(old, d, keep);
+                memcpy(old + keep, d + 104, len - 104);
+                old[4] = (unsigned char)ver;
+                l = sent_load_mem(old, len - cut, err, sizeof err);
+                assert_non_null(l);
+                assert_int_equal(sent_params(l)->nets, 1);
+                assert_int_equal(sent_params(l)->bidir, 0);
+                for (int i = 0; i < 50; i++)
+                    assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                                sent_predict(l, tr[i].text, tr[i].len, NULL));
+                sent_destroy(l);
+                free(old);
+            }
+            /* Bad header values: pool 2, nets 0, 17 members, bidir 2, version 4. */
             const struct {
                 size_t off;
                 unsigned char byte;
-            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {4, 3}};
+            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {100, 2}, {4, 4}};
             for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
                 unsigned char keep = d[bad[b].off];
                 d[bad[b].off] = bad[b].byte;
@@ -531,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_gru_learns_negation),  cmocka_unit_test(test_bow_learns_negation),
         cmocka_unit_test(test_bow_on_review_sample), cmocka_unit_test(test_model_files),
         cmocka_unit_test(test_word2vec_topics),      cmocka_unit_test(test_rnn_ensemble_files),
+        cmocka_unit_test(test_bilstm_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
