@@ -284,24 +284,36 @@ static double accuracy(sent_model_t *m, const sent_example_t *ex, size_t n) {
     return (double)right / (double)n;
 }
 
-static void train_synthetic(int kind, double want) {
+static void train_synthetic_bidir(int kind, int bidir, double want) {
     char *s1, *s2, err[256];
     sent_example_t *tr = synthetic(1200, 1, &s1), *te = synthetic(300, 99, &s2);
     sent_params_t p = sent_defaults(kind);
     p.dim = 16, p.hidden = 16, p.epochs = 8, p.lr = 1e-2f, p.dropout = 0.1f, p.dropout_in = 0;
+    p.bidir = bidir;
     sent_model_t *m = sent_train(&p, tr, 1200, NULL, NULL, NULL, err, sizeof err);
     assert_non_null(m);
     double acc = accuracy(m, te, 300);
-    print_message("%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
-                  sent_kind_name(kind), acc, want);
+    print_message("%s%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
+                  sent_kind_name(kind), bidir ? " --bidir 1" : "", acc, want);
     assert_true(acc >= want);
     sent_destroy(m);
     free(tr), free(te), free(s1), free(s2);
 }
 
+static void train_synthetic(int kind, double want) {
+    train_synthetic_bidir(kind, 0, want);
+}
+
 static void test_lstm_learns_negation(void **state) {
     (void)state;
     train_synthetic(SENT_LSTM, 0.95);
+}
+/* Bidirectional; and lstm-nb, whose NB-LR gets the bigrams "not good"
+ * and "not bad" and whose LSTM the rest. */
+static void test_bilstm_lstmnb_learn_negation(void **state) {
+    (void)state;
+    train_synthetic_bidir(SENT_LSTM, 1, 0.95);
+    train_synthetic(SENT_LSTMNB, 0.95);
 }
 static void test_gru_learns_negation(void **state) {
     (void)state;
@@ -397,12 +409,14 @@ static void test_rnn_ensemble_files(void **state) {
     assert_true(fd >= 0);
     close(fd);
     size_t single_len = 0;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         sent_params_t p = sent_defaults(variant == 2 ? SENT_BILSTM : SENT_LSTM);
         p.dim = 8, p.hidden = 8, p.epochs = 3, p.nets = 1, p.snapshots = 1, p.average = 0;
         p.pool = RNN_POOL_MAX;
-        if (variant > 0)
+        if (variant == 1 || variant == 2)
             p.nets = 2, p.snapshots = 2, p.average = 1, p.pool = RNN_POOL_MEANMAX, p.nb_init = 1;
+        if (variant == 3) /* one bidirectional network, word dropout */
+            p.bidir = 1, p.dropout_word = 0.2f, p.pool = RNN_POOL_MEANMAX;
         sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);
         assert_non_null(m);
         assert_int_equal(sent_save(m, path, err, sizeof err), 0);
@@ -414,6 +428,8 @@ static void test_rnn_ensemble_files(void **state) {
         assert_int_equal(sent_params(l)->nets, p.nets);
         assert_int_equal(sent_params(l)->snapshots, p.snapshots);
         assert_int_equal(sent_params(l)->pool, p.pool);
+        assert_int_equal(sent_params(l)->bidir, p.bidir);
+        assert_true(sent_params(l)->dropout_word == p.dropout_word);
         for (int i = 0; i < 50; i++)
             assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
                         sent_predict(l, tr[i].text, tr[i].len, NULL));
@@ -451,6 +467,13 @@ static void test_rnn_ensemble_files(void **state) {
                 assert_null(sent_load_mem(d, len, err, sizeof err));
                 d[bad[b].off] = keep;
             }
+        } else if (variant == 3) {
+            /* The second direction's weights: more than one network's,
+             * less than two. */
+            assert_true(len > single_len && len < 2 * single_len);
+            size_t step = len / 499;
+            for (size_t cut = 0; cut < len; cut += step)
+                assert_null(sent_load_mem(d, cut, err, sizeof err));
         } else {
             /* Four networks of the same shape; mean+max doubles the dense
              * layer, which is small next to the embeddings. */
@@ -539,15 +562,24 @@ static void test_word2vec_topics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
-        cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
-        cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
-        cmocka_unit_test(test_vocab_prune_threads),  cmocka_unit_test(test_lstm_gradients),
-        cmocka_unit_test(test_gru_gradients),        cmocka_unit_test(test_lstm_learns_negation),
-        cmocka_unit_test(test_gru_learns_negation),  cmocka_unit_test(test_bow_learns_negation),
-        cmocka_unit_test(test_bow_on_review_sample), cmocka_unit_test(test_model_files),
-        cmocka_unit_test(test_word2vec_topics),      cmocka_unit_test(test_rnn_ensemble_files),
+        cmocka_unit_test(test_tokenizer_clitics),
+        cmocka_unit_test(test_tokenizer_numbers_punct),
+        cmocka_unit_test(test_tokenizer_latin1),
+        cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
+        cmocka_unit_test(test_tokenizer_limits),
+        cmocka_unit_test(test_vocab_roundtrip),
+        cmocka_unit_test(test_vocab_prune_threads),
+        cmocka_unit_test(test_lstm_gradients),
+        cmocka_unit_test(test_gru_gradients),
+        cmocka_unit_test(test_lstm_learns_negation),
+        cmocka_unit_test(test_gru_learns_negation),
+        cmocka_unit_test(test_bow_learns_negation),
+        cmocka_unit_test(test_bow_on_review_sample),
+        cmocka_unit_test(test_model_files),
+        cmocka_unit_test(test_word2vec_topics),
+        cmocka_unit_test(test_rnn_ensemble_files),
         cmocka_unit_test(test_bilstm_gradients),
+        cmocka_unit_test(test_bilstm_lstmnb_learn_negation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
