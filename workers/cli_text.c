@@ -113,7 +113,7 @@ typedef struct text_opts {
     int folds, max_folds, threads, quiet;
     sent_params_t p;
     int set_epochs, set_min_count, set_pool, set_nets, set_average, set_lr_decay, set_snapshots,
-        set_nb_init, bad_pool;
+        set_nb_init, set_bidir, bad_pool;
 } text_opts_t;
 
 static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
@@ -139,7 +139,7 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--lr") && (v = NEXT())) return o->p.lr = (float)atof(v), 1;
     if (!strcmp(a, "--dropout") && (v = NEXT())) return o->p.dropout = (float)atof(v), 1;
     if (!strcmp(a, "--dropout-in") && (v = NEXT())) return o->p.dropout_in = (float)atof(v), 1;
-    if (!strcmp(a, "--bidir") && (v = NEXT())) return o->p.bidir = atoi(v), 1;
+    if (!strcmp(a, "--bidir") && (v = NEXT())) return o->p.bidir = atoi(v), o->set_bidir = 1, 1;
     if (!strcmp(a, "--dropout-word") && (v = NEXT())) return o->p.dropout_word = (float)atof(v), 1;
     if (!strcmp(a, "--l2") && (v = NEXT())) return o->p.l2 = (float)atof(v), 1;
     if (!strcmp(a, "--seed") && (v = NEXT())) return o->p.seed = strtoull(v, NULL, 10), 1;
@@ -180,7 +180,6 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     KEEP(dropout);
     KEEP(dropout_in);
     KEEP(dropout_word);
-    KEEP(bidir);
     KEEP(l2);
     KEEP(seed);
     KEEP(max_vocab);
@@ -195,6 +194,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     if (o->set_lr_decay) p.lr_decay = given.lr_decay;
     if (o->set_snapshots) p.snapshots = given.snapshots;
     if (o->set_nb_init) p.nb_init = given.nb_init;
+    if (o->set_bidir) p.bidir = given.bidir;
     return p;
 }
 

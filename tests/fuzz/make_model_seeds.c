@@ -198,6 +198,7 @@ static void text_seeds(void) {
         p.max_tokens = 16;
         p.max_vocab = 16;
         p.seed = 1;
+        p.bidir = 0;
         if (strcmp(kinds[k].name, "lstm-bidir.rsnt") == 0) p.bidir = 1, p.dropout_word = 0.1f;
         sent_model_t *m = sent_train(
             &p, ex, n, kinds[k].kind == SENT_NB || kinds[k].kind == SENT_NBLR ? NULL : emb, NULL,
