@@ -29,7 +29,8 @@
  * (stacking: during training the log-odds of each sentence come from an
  * NB-LR that did not see it, 5 inner folds, so the network learns what the
  * bag of words misses; at prediction time from an NB-LR on all the
- * training data). Not a pure LSTM: the NB-LR is part of the model. */
+ * training data). Not a pure LSTM: the NB-LR is part of the model. With
+ * nets > 1 the networks share one weight, which each trains on in turn. */
 enum {
     SENT_NB = 0,
     SENT_NBLR = 1,
