@@ -22,9 +22,10 @@
 #include "kernels/vision/svm.h"
 
 static const char *const seeds[] = {
-    "tiny.rcnn",     "gap_rgb.rcnn", "linear.rsvm",   "rbf.rsvm",         "hmm.rsph",
-    "hybrid.rsph",   "nb.rsnt",      "nblr.rsnt",     "lstm.rsnt",        "gru.rsnt",
-    "ensemble.rsnt", "bilstm.rsnt",  "skipgram.rw2v", "inputs_only.rw2v", "word2vec.bin",
+    "tiny.rcnn",        "gap_rgb.rcnn", "linear.rsvm",     "rbf.rsvm",    "hmm.rsph",
+    "hybrid.rsph",      "nb.rsnt",      "nblr.rsnt",       "lstm.rsnt",   "gru.rsnt",
+    "ensemble.rsnt",    "bilstm.rsnt",  "lstm-bidir.rsnt", "lstmnb.rsnt", "skipgram.rw2v",
+    "inputs_only.rw2v", "word2vec.bin",
 };
 #define N_SEEDS (sizeof seeds / sizeof seeds[0])
 

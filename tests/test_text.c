@@ -184,9 +184,11 @@ static void test_vocab_prune_threads(void **state) {
 
 /* ---- gradient checks ---- */
 
-static void gradcheck(int cell, int pool) {
+/* dirs 2: bidirectional; with_offset: logits shifted by a fixed offset
+ * (lstm-nb's log-odds). */
+static void gradcheck(int cell, int pool, int dirs, int with_offset) {
     const int V = 6, D = 3, H = 4, B = 3, T = 5;
-    rnn_t *m = rnn_new(cell, pool, V, D, H, 2, 7);
+    rnn_t *m = rnn_new(cell, pool, dirs, V, D, H, 2, 7);
     assert_non_null(m);
     /* Larger weights than the init, so the gates are away from 0.5. */
     for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 2.0f;
@@ -195,7 +197,8 @@ static void gradcheck(int cell, int pool) {
     int lens[3] = {5, 3, 0}; /* padding and an empty sequence */
     int labels[3] = {1, 0, 1};
     float *grad = calloc(m->n_params, sizeof *grad);
-    rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+    const float offs[3 * 2] = {0, 1.5f, 0, -2.0f, 0, 0.7f}, *off = with_offset ? offs : NULL;
+    rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
     rnn_backward(m, w, ids, lens, B, T, labels, grad);
     double max_err = 0;
     int checked = 0;
@@ -203,9 +206,9 @@ static void gradcheck(int cell, int pool) {
         float keep = m->params[i];
         const double eps = 2e-3;
         m->params[i] = keep + (float)eps;
-        double lp = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        double lp = rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
         m->params[i] = keep - (float)eps;
-        double lm = rnn_forward(m, w, ids, lens, B, T, labels, 0, 0, NULL, NULL);
+        double lm = rnn_forward_offset(m, w, ids, lens, B, T, labels, off, 0, 0, NULL, NULL);
         m->params[i] = keep;
         double num = (lp - lm) / (2 * eps);
         double err = fabs(num - grad[i]) / fmax(1e-2, fabs(num) + fabs(grad[i]));
@@ -216,8 +219,9 @@ static void gradcheck(int cell, int pool) {
     /* Max pooling is piecewise: a step of eps that switches an argmax (a
      * near tie, likely when gates saturate) breaks the finite difference, so
      * the weights are only doubled. A wrong gradient gives errors near 1. */
-    print_message("%s, %s pooling: %d parameters, max relative error %.2e\n",
-                  cell == RNN_GRU ? "GRU" : "LSTM", pool == RNN_POOL_MAX ? "max" : "mean+max",
+    print_message("%s%s, %s pooling%s: %d parameters, max relative error %.2e\n",
+                  dirs == 2 ? "bidirectional " : "", cell == RNN_GRU ? "GRU" : "LSTM",
+                  pool == RNN_POOL_MAX ? "max" : "mean+max", with_offset ? ", logit offset" : "",
                   checked, max_err);
     assert_true(max_err < 1e-2);
     /* The padding id 0 of a real step gets a gradient too. */
@@ -229,13 +233,20 @@ static void gradcheck(int cell, int pool) {
 
 static void test_lstm_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_LSTM, RNN_POOL_MAX);
-    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 1, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX, 1, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 1, 1);
+}
+static void test_bilstm_gradients(void **state) {
+    (void)state;
+    gradcheck(RNN_LSTM, RNN_POOL_MAX, 2, 0);
+    gradcheck(RNN_LSTM, RNN_POOL_MEANMAX, 2, 1);
+    gradcheck(RNN_GRU, RNN_POOL_MAX, 2, 0);
 }
 static void test_gru_gradients(void **state) {
     (void)state;
-    gradcheck(RNN_GRU, RNN_POOL_MAX);
-    gradcheck(RNN_GRU, RNN_POOL_MEANMAX);
+    gradcheck(RNN_GRU, RNN_POOL_MAX, 1, 0);
+    gradcheck(RNN_GRU, RNN_POOL_MEANMAX, 1, 0);
 }
 
 /* ---- small trainings ---- */
@@ -273,24 +284,36 @@ static double accuracy(sent_model_t *m, const sent_example_t *ex, size_t n) {
     return (double)right / (double)n;
 }
 
-static void train_synthetic(int kind, double want) {
+static void train_synthetic_bidir(int kind, int bidir, double want) {
     char *s1, *s2, err[256];
     sent_example_t *tr = synthetic(1200, 1, &s1), *te = synthetic(300, 99, &s2);
     sent_params_t p = sent_defaults(kind);
     p.dim = 16, p.hidden = 16, p.epochs = 8, p.lr = 1e-2f, p.dropout = 0.1f, p.dropout_in = 0;
+    p.bidir = bidir;
     sent_model_t *m = sent_train(&p, tr, 1200, NULL, NULL, NULL, err, sizeof err);
     assert_non_null(m);
     double acc = accuracy(m, te, 300);
-    print_message("%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
-                  sent_kind_name(kind), acc, want);
+    print_message("%s%s on negated good/bad: held-out accuracy %.3f (want >= %.2f)\n",
+                  sent_kind_name(kind), bidir ? " --bidir 1" : "", acc, want);
     assert_true(acc >= want);
     sent_destroy(m);
     free(tr), free(te), free(s1), free(s2);
 }
 
+static void train_synthetic(int kind, double want) {
+    train_synthetic_bidir(kind, 0, want);
+}
+
 static void test_lstm_learns_negation(void **state) {
     (void)state;
     train_synthetic(SENT_LSTM, 0.95);
+}
+/* Bidirectional; and lstm-nb, whose NB-LR gets the bigrams "not good"
+ * and "not bad" and whose LSTM the rest. */
+static void test_bilstm_lstmnb_learn_negation(void **state) {
+    (void)state;
+    train_synthetic_bidir(SENT_LSTM, 1, 0.95);
+    train_synthetic(SENT_LSTMNB, 0.95);
 }
 static void test_gru_learns_negation(void **state) {
     (void)state;
@@ -386,12 +409,14 @@ static void test_rnn_ensemble_files(void **state) {
     assert_true(fd >= 0);
     close(fd);
     size_t single_len = 0;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         sent_params_t p = sent_defaults(variant == 2 ? SENT_BILSTM : SENT_LSTM);
         p.dim = 8, p.hidden = 8, p.epochs = 3, p.nets = 1, p.snapshots = 1, p.average = 0;
-        p.pool = RNN_POOL_MAX;
-        if (variant > 0)
+        p.pool = RNN_POOL_MAX, p.bidir = 0; /* variant 0 can be written as version 1 */
+        if (variant == 1 || variant == 2)
             p.nets = 2, p.snapshots = 2, p.average = 1, p.pool = RNN_POOL_MEANMAX, p.nb_init = 1;
+        if (variant == 3) /* one bidirectional network, word dropout */
+            p.bidir = 1, p.dropout_word = 0.2f, p.pool = RNN_POOL_MEANMAX;
         sent_model_t *m = sent_train(&p, tr, 200, NULL, NULL, NULL, err, sizeof err);
         assert_non_null(m);
         assert_int_equal(sent_save(m, path, err, sizeof err), 0);
@@ -403,6 +428,8 @@ static void test_rnn_ensemble_files(void **state) {
         assert_int_equal(sent_params(l)->nets, p.nets);
         assert_int_equal(sent_params(l)->snapshots, p.snapshots);
         assert_int_equal(sent_params(l)->pool, p.pool);
+        assert_int_equal(sent_params(l)->bidir, p.bidir);
+        assert_true(sent_params(l)->dropout_word == p.dropout_word);
         for (int i = 0; i < 50; i++)
             assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
                         sent_predict(l, tr[i].text, tr[i].len, NULL));
@@ -410,31 +437,43 @@ static void test_rnn_ensemble_files(void **state) {
         if (variant == 0) {
             single_len = len;
             /* The same file in the version-1 layout (no pool, nets, average,
-             * lr_decay, snapshots, nb_init after `lazy`, at byte 72) loads and
-             * predicts the same. */
-            unsigned char *v1 = malloc(len);
-            memcpy(v1, d, 72);
-            memcpy(v1 + 72, d + 96, len - 96);
-            v1[4] = 1;
-            l = sent_load_mem(v1, len - 24, err, sizeof err);
-            assert_non_null(l);
-            assert_int_equal(sent_params(l)->nets, 1);
-            for (int i = 0; i < 50; i++)
-                assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
-                            sent_predict(l, tr[i].text, tr[i].len, NULL));
-            sent_destroy(l);
-            free(v1);
-            /* Bad header values: pool 2, nets 0, 17 members, version 3. */
+             * lr_decay, snapshots, nb_init after `lazy`, at byte 72) and in the
+             * version-2 layout (no dropout_word, bidir after nb_init, at byte
+             * 96) loads and predicts the same. */
+            for (int ver = 1; ver <= 2; ver++) {
+                size_t keep = ver == 1 ? 72 : 96, cut = 104 - keep;
+                unsigned char *old = malloc(len);
+                memcpy(old, d, keep);
+                memcpy(old + keep, d + 104, len - 104);
+                old[4] = (unsigned char)ver;
+                l = sent_load_mem(old, len - cut, err, sizeof err);
+                assert_non_null(l);
+                assert_int_equal(sent_params(l)->nets, 1);
+                assert_int_equal(sent_params(l)->bidir, 0);
+                for (int i = 0; i < 50; i++)
+                    assert_true(sent_predict(m, tr[i].text, tr[i].len, NULL) ==
+                                sent_predict(l, tr[i].text, tr[i].len, NULL));
+                sent_destroy(l);
+                free(old);
+            }
+            /* Bad header values: pool 2, nets 0, 17 members, bidir 2, version 4. */
             const struct {
                 size_t off;
                 unsigned char byte;
-            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {4, 3}};
+            } bad[] = {{72, 2}, {76, 0}, {76, 17}, {100, 2}, {4, 4}};
             for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
                 unsigned char keep = d[bad[b].off];
                 d[bad[b].off] = bad[b].byte;
                 assert_null(sent_load_mem(d, len, err, sizeof err));
                 d[bad[b].off] = keep;
             }
+        } else if (variant == 3) {
+            /* The second direction's weights: more than one network's,
+             * less than two. */
+            assert_true(len > single_len && len < 2 * single_len);
+            size_t step = len / 499;
+            for (size_t cut = 0; cut < len; cut += step)
+                assert_null(sent_load_mem(d, cut, err, sizeof err));
         } else {
             /* Four networks of the same shape; mean+max doubles the dense
              * layer, which is small next to the embeddings. */
@@ -523,14 +562,24 @@ static void test_word2vec_topics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenizer_clitics),    cmocka_unit_test(test_tokenizer_numbers_punct),
-        cmocka_unit_test(test_tokenizer_latin1),     cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
-        cmocka_unit_test(test_tokenizer_limits),     cmocka_unit_test(test_vocab_roundtrip),
-        cmocka_unit_test(test_vocab_prune_threads),  cmocka_unit_test(test_lstm_gradients),
-        cmocka_unit_test(test_gru_gradients),        cmocka_unit_test(test_lstm_learns_negation),
-        cmocka_unit_test(test_gru_learns_negation),  cmocka_unit_test(test_bow_learns_negation),
-        cmocka_unit_test(test_bow_on_review_sample), cmocka_unit_test(test_model_files),
-        cmocka_unit_test(test_word2vec_topics),      cmocka_unit_test(test_rnn_ensemble_files),
+        cmocka_unit_test(test_tokenizer_clitics),
+        cmocka_unit_test(test_tokenizer_numbers_punct),
+        cmocka_unit_test(test_tokenizer_latin1),
+        cmocka_unit_test(test_tokenizer_emoji_cjk_nul),
+        cmocka_unit_test(test_tokenizer_limits),
+        cmocka_unit_test(test_vocab_roundtrip),
+        cmocka_unit_test(test_vocab_prune_threads),
+        cmocka_unit_test(test_lstm_gradients),
+        cmocka_unit_test(test_gru_gradients),
+        cmocka_unit_test(test_lstm_learns_negation),
+        cmocka_unit_test(test_gru_learns_negation),
+        cmocka_unit_test(test_bow_learns_negation),
+        cmocka_unit_test(test_bow_on_review_sample),
+        cmocka_unit_test(test_model_files),
+        cmocka_unit_test(test_word2vec_topics),
+        cmocka_unit_test(test_rnn_ensemble_files),
+        cmocka_unit_test(test_bilstm_gradients),
+        cmocka_unit_test(test_bilstm_lstmnb_learn_negation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

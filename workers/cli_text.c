@@ -113,7 +113,7 @@ typedef struct text_opts {
     int folds, max_folds, threads, quiet;
     sent_params_t p;
     int set_epochs, set_min_count, set_pool, set_nets, set_average, set_lr_decay, set_snapshots,
-        set_nb_init, bad_pool;
+        set_nb_init, set_bidir, bad_pool;
 } text_opts_t;
 
 static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
@@ -139,6 +139,8 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--lr") && (v = NEXT())) return o->p.lr = (float)atof(v), 1;
     if (!strcmp(a, "--dropout") && (v = NEXT())) return o->p.dropout = (float)atof(v), 1;
     if (!strcmp(a, "--dropout-in") && (v = NEXT())) return o->p.dropout_in = (float)atof(v), 1;
+    if (!strcmp(a, "--bidir") && (v = NEXT())) return o->p.bidir = atoi(v), o->set_bidir = 1, 1;
+    if (!strcmp(a, "--dropout-word") && (v = NEXT())) return o->p.dropout_word = (float)atof(v), 1;
     if (!strcmp(a, "--l2") && (v = NEXT())) return o->p.l2 = (float)atof(v), 1;
     if (!strcmp(a, "--seed") && (v = NEXT())) return o->p.seed = strtoull(v, NULL, 10), 1;
     if (!strcmp(a, "--max-vocab") && (v = NEXT())) return o->p.max_vocab = atoi(v), 1;
@@ -177,6 +179,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     KEEP(lr);
     KEEP(dropout);
     KEEP(dropout_in);
+    KEEP(dropout_word);
     KEEP(l2);
     KEEP(seed);
     KEEP(max_vocab);
@@ -191,6 +194,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     if (o->set_lr_decay) p.lr_decay = given.lr_decay;
     if (o->set_snapshots) p.snapshots = given.snapshots;
     if (o->set_nb_init) p.nb_init = given.nb_init;
+    if (o->set_bidir) p.bidir = given.bidir;
     return p;
 }
 
@@ -212,7 +216,7 @@ static void print_epoch(int epoch, float loss, double seconds, sent_model_t *m, 
 
 static const char text_usage[] =
     "usage: reel train sentiment (--pos FILE --neg FILE | --data FILE)\n"
-    "                            [--model nb|bow|lstm|gru|bilstm|lstm+bow]\n"
+    "                            [--model nb|bow|lstm|gru|bilstm|lstm+bow|lstm-nb]\n"
     "                            [--embeddings FILE] --out FILE [options]\n"
     "       reel eval sentiment (--pos FILE --neg FILE | --data FILE) --model FILE|KIND\n"
     "                           [--folds K [--max-folds M]] [--threads N] [--embeddings FILE]\n"
@@ -221,7 +225,7 @@ static const char text_usage[] =
     "         --min-count N --max-tokens N --max-vocab N --freeze --lazy-adam --l2 X --seed N "
     "--quiet\n"
     "         RNNs: --pool max|meanmax --nets N --snapshots N --average EPOCHS --lr-decay X\n"
-    "         --nb-init 0|1\n"
+    "         --nb-init 0|1 --dropout-word X --bidir 0|1\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"

@@ -5,7 +5,9 @@ pooling over time -> dropout -> dense -> softmax; Adam, clipping 5, batch
 32, input dropout 0.4, output dropout 0.5). env MEMBERS=K: the classifier
 is K such networks whose probabilities are averaged (reel's --nets and
 --snapshots ensembles): inference runs all K, training times one epoch of
-each of the `TRAINED` (default K) networks. Prints one JSON line."""
+each of the `TRAINED` (default K) networks. env BIDIR=1: a bidirectional
+LSTM (both directions' max-pooled states into the dense layer, reel's
+--bidir 1). Prints one JSON line."""
 import os
 import json
 import random
@@ -66,9 +68,10 @@ def lstm(pos, neg, mode, cell="lstm"):
         def __init__(self, V, D=100, H=100):
             super().__init__()
             self.emb = nn.Embedding(V, D)
-            self.rnn = (nn.GRU if cell == "gru" else nn.LSTM)(D, H, batch_first=True)
+            bi = os.environ.get("BIDIR", "0") == "1"
+            self.rnn = (nn.GRU if cell == "gru" else nn.LSTM)(D, H, batch_first=True, bidirectional=bi)
             self.drop_in, self.drop = nn.Dropout(0.4), nn.Dropout(0.5)
-            self.out = nn.Linear(H, 2)
+            self.out = nn.Linear(2 * H if bi else H, 2)
 
         def forward(self, ids, lens):
             x = self.drop_in(self.emb(ids))

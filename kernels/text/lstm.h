@@ -22,25 +22,32 @@ typedef struct rnn {
     int classes;   /* output classes C */
     int gates;     /* G: 4H (LSTM: i f g o) or 3H (GRU: r z n) */
     int pool;      /* RNN_POOL_MAX or RNN_POOL_MEANMAX */
-    int pooled;    /* P: H (max) or 2H (max, then mean) */
+    int dirs;      /* 1, or 2: a second LSTM reads each text right to left */
+    int pooled;    /* P: H (max) or 2H (max, then mean), times dirs (the
+                    * left-to-right block, then the right-to-left one) */
     float *params; /* every parameter, owned; the pointers below are views */
     size_t n_params;
-    float *emb; /* vocab x D */
-    float *wx;  /* D x G */
-    float *wh;  /* H x G */
-    float *bx;  /* G */
-    float *bh;  /* G */
-    float *wo;  /* P x C */
-    float *bo;  /* C */
+    float *emb;                   /* vocab x D */
+    float *wx;                    /* D x G */
+    float *wh;                    /* H x G */
+    float *bx;                    /* G */
+    float *bh;                    /* G */
+    float *wx2, *wh2, *bx2, *bh2; /* dirs 2: the right-to-left LSTM's, else NULL */
+    float *wo;                    /* P x C */
+    float *bo;                    /* C */
 } rnn_t;
 
 /* A model with uniform(-1/sqrt(H), 1/sqrt(H)) weights, uniform(-0.1, 0.1)
- * embeddings, forget-gate bias 1. NULL when out of memory, a size is not
- * positive or pool is unknown. The caller frees it with rnn_destroy(). */
-rnn_t *rnn_new(int cell, int pool, int vocab, int dim, int hidden, int classes, uint64_t seed);
+ * embeddings, forget-gate bias 1; dirs 2: bidirectional (two recurrences
+ * over the same embeddings, their pooled states side by side into the
+ * dense layer). Parameter layout: emb, wx, wh, bx, bh, [wx2, wh2, bx2,
+ * bh2], wo, bo. NULL when out of memory, a size is not positive, pool is
+ * unknown or dirs is not 1 or 2. The caller frees it with rnn_destroy(). */
+rnn_t *rnn_new(int cell, int pool, int dirs, int vocab, int dim, int hidden, int classes,
+               uint64_t seed);
 /* The number of floats rnn_new() allocates for these shapes (loaders check
  * a file holds them before allocating). */
-size_t rnn_param_count(int cell, int pool, int vocab, int dim, int hidden, int classes);
+size_t rnn_param_count(int cell, int pool, int dirs, int vocab, int dim, int hidden, int classes);
 void rnn_destroy(rnn_t *m);
 
 /* Buffers for batches of up to max_batch sequences of up to max_len ids.
@@ -57,6 +64,15 @@ void rnn_work_destroy(rnn_work_t *w);
  * pass needs in w. */
 float rnn_forward(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *lens, int B, int T,
                   const int *labels, float p_in, float p_out, uint64_t *rng, float *probs);
+
+/* rnn_forward() with offset (B x C, may be NULL) added to each sequence's
+ * logits before the softmax: a fixed score from another model that the
+ * network learns to correct (rnn_backward() is unchanged: the gradient
+ * of the logits is probs - labels either way; that of the offset, the
+ * caller's, is the same). */
+float rnn_forward_offset(const rnn_t *m, rnn_work_t *w, const int32_t *ids, const int *lens, int B,
+                         int T, const int *labels, const float *offset, float p_in, float p_out,
+                         uint64_t *rng, float *probs);
 
 /* Gradient of the mean cross-entropy of the last rnn_forward() (same
  * arguments) with respect to every parameter, ADDED into grad (n_params,

@@ -21,7 +21,8 @@ struct sent_model {
     int n_nets;
     rnn_t *rnn;
     rnn_work_t *work;
-    struct sent_model *bow; /* ensemble: the NB-LR half */
+    struct sent_model *bow; /* ensemble and lstm-nb: the NB-LR */
+    float nb_scale;         /* lstm-nb: weight of the NB-LR log-odds in the logit */
     /* prediction buffers, sized once */
     char *toks;
     int32_t *ids;
@@ -52,10 +53,16 @@ sent_params_t sent_defaults(int kind) {
     p.lr_decay = 1.0f;
     p.snapshots = 1;
     p.nb_init = 0;
+    p.dropout_word = 0;
+    /* The lstm kind is bidirectional: +0.3 points on rt-polarity, +1.0 on
+     * custrev (10-fold, docs/sentiment.md) for half the inference speed;
+     * lstm+bow's LSTM too (+0.1, +0.2). */
+    p.bidir = kind == SENT_LSTM || kind == SENT_ENSEMBLE;
     return p;
 }
 
-static const char *const kind_names[] = {"nb", "bow", "lstm", "gru", "lstm+bow", "bilstm"};
+static const char *const kind_names[] = {"nb",       "bow",    "lstm",   "gru",
+                                         "lstm+bow", "bilstm", "lstm-nb"};
 
 int sent_kind_parse(const char *name) {
     for (int k = 0; k < SENT_KINDS; k++)
@@ -73,7 +80,8 @@ const sent_params_t *sent_params(const sent_model_t *m) {
 }
 
 static int is_rnn(int kind) {
-    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE || kind == SENT_BILSTM;
+    return kind == SENT_LSTM || kind == SENT_GRU || kind == SENT_ENSEMBLE || kind == SENT_BILSTM ||
+           kind == SENT_LSTMNB;
 }
 
 void sent_destroy(sent_model_t *m) {
@@ -98,6 +106,13 @@ static int alloc_buffers(sent_model_t *m) {
     return 0;
 }
 
+/* The log-odds of a bag-of-words model (NB-LR or NB). */
+static float bow_logit(sent_model_t *m, const char *text, size_t len) {
+    size_t nt = tok_split(text, len, m->toks, (size_t)m->p.max_tokens, NULL);
+    size_t nf = bow_features(m->vocab, m->toks, nt, m->ids);
+    return bow_score(m->w, m->b, m->ids, nf);
+}
+
 float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flags) {
     size_t nt = tok_split(text, len, m->toks, (size_t)m->p.max_tokens, flags);
     if (!m->rnn) {
@@ -108,16 +123,19 @@ float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flag
     int n = (int)vocab_ids(m->vocab, m->toks, nt, 0, m->ids);
     int32_t *rev = m->ids + m->p.max_tokens;
     for (int i = 0; i < n; i++) rev[i] = m->ids[n - 1 - i];
-    float pr[2], sum = 0;
+    float pr[2], sum = 0, off[2] = {0, 0};
+    int stacked = m->p.kind == SENT_LSTMNB && m->bow;
+    if (stacked) off[1] = m->nb_scale * bow_logit(m->bow, text, len);
     for (int k = 0; k < m->n_nets; k++) {
         /* Member k is a snapshot of network k / snapshots. */
         int seed_net = k / (m->p.snapshots > 0 ? m->p.snapshots : 1);
         const int32_t *ids = (m->p.kind == SENT_BILSTM && (seed_net & 1)) ? rev : m->ids;
-        rnn_forward(m->nets[k], m->work, ids, &n, 1, n > 0 ? n : 1, NULL, 0, 0, NULL, pr);
+        rnn_forward_offset(m->nets[k], m->work, ids, &n, 1, n > 0 ? n : 1, NULL,
+                           stacked ? off : NULL, 0, 0, NULL, pr);
         sum += pr[1];
     }
     float p1 = sum / (float)(m->n_nets > 0 ? m->n_nets : 1);
-    if (m->bow) return 0.5f * (p1 + sent_predict(m->bow, text, len, NULL));
+    if (m->bow && !stacked) return 0.5f * (p1 + sent_predict(m->bow, text, len, NULL));
     return p1;
 }
 
@@ -186,6 +204,7 @@ typedef struct seq {
     int32_t *ids;
     int len;
     int label;
+    float nb; /* lstm-nb: the held-out NB-LR log-odds of the sentence */
 } seq_t;
 
 static int by_len(const void *a, const void *b) {
@@ -240,8 +259,8 @@ static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
 }
 
 static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
-                               const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
-                               size_t errstr_size) {
+                               const w2v_t *emb, const float *stack, sent_progress_fn progress,
+                               void *arg, char *errstr, size_t errstr_size) {
     const sent_params_t *p = &m->p;
     size_t T = (size_t)p->max_tokens;
     char *toks = malloc(T * TOK_STRIDE);
@@ -250,6 +269,10 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     int32_t *bids = malloc((size_t)p->batch * T * sizeof *bids);
     int *blens = malloc((size_t)p->batch * sizeof *blens),
         *blab = malloc((size_t)p->batch * sizeof *blab);
+    float *boff = calloc((size_t)p->batch * 2, sizeof *boff),
+          *bprob = malloc((size_t)p->batch * 2 * sizeof *bprob);
+    /* lstm-nb: Adam moments of the log-odds weight */
+    float nb_m = 0, nb_v = 0;
     size_t nb = (n + (size_t)p->batch - 1) / (size_t)p->batch;
     size_t *border = malloc((nb + 1) * sizeof *border);
     float *grad = NULL, *avg = NULL;
@@ -257,7 +280,7 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     int32_t *rows = NULL;
     uint32_t *seen = NULL, stamp = 0;
     rnn_work_t *work = NULL;
-    if (!toks || !all || !seqs || !bids || !blens || !blab || !border) goto oom;
+    if (!toks || !all || !seqs || !bids || !blens || !blab || !border || !boff || !bprob) goto oom;
     for (size_t i = 0; i < n; i++) {
         size_t nt = tok_split(ex[i].text, ex[i].len, toks, T, NULL);
         for (size_t k = 0; k < nt; k++)
@@ -281,8 +304,8 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
      * snapshots of one network are copies of it, made during training). */
     const int S = p->snapshots, members = p->nets * S;
     for (int k = 0; k < members; k++) {
-        m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, (int)m->vocab->n,
-                             p->dim, p->hidden, 2, p->seed + (uint64_t)(k / S));
+        m->nets[k] = rnn_new(p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM, p->pool, p->bidir ? 2 : 1,
+                             (int)m->vocab->n, p->dim, p->hidden, 2, p->seed + (uint64_t)(k / S));
         if (!m->nets[k]) goto oom;
     }
     m->rnn = m->nets[0];
@@ -300,7 +323,9 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         if (!seqs[i].ids) goto oom;
         seqs[i].len = (int)vocab_ids(m->vocab, toks, nt, 0, seqs[i].ids);
         seqs[i].label = ex[i].label;
+        seqs[i].nb = stack ? stack[i] : 0.0f;
     }
+    m->nb_scale = 1.0f;
     if (p->nb_init && nb_column(m->rnn, seqs, n, emb ? emb->dim : 0) < 0) goto oom;
     for (int k = 1; k < members; k++)
         memcpy(m->nets[k]->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
@@ -373,9 +398,16 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                     blab[b] = seqs[s + b].label;
                     memcpy(bids + (size_t)b * Tb, seqs[s + b].ids,
                            (size_t)blens[b] * sizeof(int32_t));
+                    boff[2 * b + 1] = m->nb_scale * seqs[s + b].nb;
+                    if (p->dropout_word > 0) /* word dropout: the unknown word instead */
+                        for (int t = 0; t < blens[b]; t++)
+                            if ((float)(xorshift(&rng) >> 40) / (float)(1ull << 24) <
+                                p->dropout_word)
+                                bids[(size_t)b * Tb + t] = 0;
                 }
-                float loss = rnn_forward(net, work, bids, blens, B, Tb, blab, p->dropout_in,
-                                         p->dropout, &rng, NULL);
+                float loss =
+                    rnn_forward_offset(net, work, bids, blens, B, Tb, blab, stack ? boff : NULL,
+                                       p->dropout_in, p->dropout, &rng, bprob);
                 memset(grad + (p->lazy ? skip : 0), 0,
                        (p->lazy ? dense : net->n_params) * sizeof *grad);
                 rnn_backward(net, work, bids, blens, B, Tb, blab, grad);
@@ -401,6 +433,19 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
                     nr = 0;
                 }
                 adam_update(adam, net->params, grad, skip, dense, lr, scale);
+                if (stack) {
+                    /* d loss / d scale = mean over the batch of (p1 - y) * log-odds;
+                     * Adam with the network's step count (a scalar, unclipped). */
+                    double g = 0;
+                    for (int b = 0; b < B; b++)
+                        g += (bprob[2 * b + 1] - (float)blab[b]) * seqs[s + b].nb;
+                    g /= B;
+                    nb_m = 0.9f * nb_m + 0.1f * (float)g;
+                    nb_v = 0.999f * nb_v + 0.001f * (float)(g * g);
+                    float c1 = 1.0f - powf(0.9f, (float)adam->t),
+                          c2 = 1.0f - powf(0.999f, (float)adam->t);
+                    m->nb_scale -= 10 * lr * sqrtf(c2) / c1 * nb_m / (sqrtf(nb_v) + 1e-8f);
+                }
                 for (size_t r = 0; r < nr; r++) {
                     if (!p->freeze) adam_update(adam, net->params, grad, rows[r] * D, D, lr, scale);
                     memset(grad + rows[r] * D, 0, D * sizeof *grad);
@@ -438,6 +483,8 @@ done:
     free(bids);
     free(blens);
     free(blab);
+    free(boff);
+    free(bprob);
     free(border);
     free(grad);
     free(avg);
@@ -446,6 +493,41 @@ done:
     adam_destroy(adam);
     rnn_work_destroy(work);
     return m;
+}
+
+#define STACK_FOLDS 5
+/* lstm-nb: m->bow becomes an NB-LR on all n examples; returns the NB-LR
+ * log-odds of each example from an NB-LR trained without it (STACK_FOLDS
+ * inner folds, example i in fold i % STACK_FOLDS), malloc'd, the caller
+ * frees it. NULL with errstr. */
+static float *stack_scores(sent_model_t *m, const sent_example_t *ex, size_t n, char *errstr,
+                           size_t errstr_size) {
+    sent_params_t bp = sent_defaults(SENT_NBLR);
+    bp.max_tokens = m->p.max_tokens;
+    bp.seed = m->p.seed;
+    float *nb = malloc(n * sizeof *nb + 1);
+    sent_example_t *tr = malloc(n * sizeof *tr + 1);
+    if (!nb || !tr) goto oom;
+    if (!(m->bow = sent_train(&bp, ex, n, NULL, NULL, NULL, errstr, errstr_size))) goto fail;
+    for (size_t i = 0; i < n; i++) nb[i] = 0;
+    for (int f = 0; f < STACK_FOLDS && n >= STACK_FOLDS; f++) {
+        size_t nt = 0;
+        for (size_t i = 0; i < n; i++)
+            if (i % STACK_FOLDS != (size_t)f) tr[nt++] = ex[i];
+        sent_model_t *b = sent_train(&bp, tr, nt, NULL, NULL, NULL, errstr, errstr_size);
+        if (!b) goto fail;
+        for (size_t i = (size_t)f; i < n; i += STACK_FOLDS)
+            nb[i] = bow_logit(b, ex[i].text, ex[i].len);
+        sent_destroy(b);
+    }
+    free(tr);
+    return nb;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    free(nb);
+    free(tr);
+    return NULL;
 }
 
 sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_t n,
@@ -457,8 +539,9 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
     }
     if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
         p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
-        p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 ||
-        (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) || !(p->lr_decay > 0)) {
+        p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 || !(p->dropout_word >= 0) ||
+        !(p->dropout_word < 1) || (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) ||
+        !(p->lr_decay > 0) || (p->bidir != 0 && p->bidir != 1)) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -483,7 +566,14 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
                 return NULL;
             }
         }
-        return train_rnn(m, ex, n, emb, progress, arg, errstr, errstr_size);
+        float *nb = NULL;
+        if (p->kind == SENT_LSTMNB && !(nb = stack_scores(m, ex, n, errstr, errstr_size))) {
+            sent_destroy(m);
+            return NULL;
+        }
+        m = train_rnn(m, ex, n, emb, nb, progress, arg, errstr, errstr_size);
+        free(nb);
+        return m;
     }
     m = train_bow(m, ex, n, errstr, errstr_size);
     if (m && alloc_buffers(m) < 0) {
@@ -496,7 +586,7 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
 
 /* ---- files ---- */
 
-#define SENT_VERSION 2u
+#define SENT_VERSION 3u
 /* Buffers one prediction may need (an RNN over max_tokens steps): 512 MiB. */
 #define SENT_MAX_WORK_BYTES ((size_t)512u << 20)
 
@@ -528,6 +618,7 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_u32(f, (uint32_t)p->pool) || put_u32(f, (uint32_t)p->nets) ||
               put_u32(f, (uint32_t)p->average) || put_f32(f, p->lr_decay) ||
               put_u32(f, (uint32_t)p->snapshots) || put_u32(f, (uint32_t)p->nb_init) ||
+              put_f32(f, p->dropout_word) || put_u32(f, (uint32_t)p->bidir) ||
               vocab_write(m->vocab, f);
     if (!bad && !m->rnn) bad = put_f32(f, m->b) || put_floats(f, m->w, m->vocab->n);
     if (!bad && m->rnn)
@@ -536,6 +627,7 @@ int sent_write(const sent_model_t *m, FILE *f) {
               put_floats(f, m->rnn->params, m->rnn->n_params);
     for (int k = 1; k < m->n_nets && !bad; k++)
         bad = put_floats(f, m->nets[k]->params, m->nets[k]->n_params);
+    if (!bad && p->kind == SENT_LSTMNB) bad = put_f32(f, m->nb_scale);
     if (!bad && m->bow) bad = sent_write(m->bow, f);
     return bad ? -1 : 0;
 }
@@ -597,8 +689,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     }
     r.pos = 4;
     uint32_t ver = rd_u32(&r);
-    if (ver != 1 && ver != SENT_VERSION) {
-        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads 1 and %u", ver,
+    if (ver < 1 || ver > SENT_VERSION) {
+        snprintf(errstr, errstr_size, "sentiment model version %u, this reel reads 1 to %u", ver,
                  SENT_VERSION);
         return NULL;
     }
@@ -631,6 +723,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         p->lr_decay = rd_f32(&r);
         p->snapshots = (int)rd_u32(&r);
         p->nb_init = (int)rd_u32(&r);
+        p->dropout_word = ver >= 3 ? rd_f32(&r) : 0.0f;
+        p->bidir = ver >= 3 ? (int)rd_u32(&r) : 0;
     } else {
         /* Version 1: max pooling, one network (bilstm: two). */
         p->pool = RNN_POOL_MAX;
@@ -639,9 +733,12 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
         p->lr_decay = 1.0f;
         p->snapshots = 1;
         p->nb_init = 0;
+        p->dropout_word = 0;
+        p->bidir = 0;
     }
-    if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 ||
-        p->max_tokens > 100000 || p->nets < 1 || p->snapshots < 1 || p->nets > SENT_MAX_NETS ||
+    if (r.bad || p->kind < 0 || p->kind >= SENT_KINDS || (p->kind == SENT_LSTMNB && ver < 3) ||
+        p->max_tokens <= 0 || (p->bidir != 0 && p->bidir != 1) || p->max_tokens > 100000 ||
+        p->nets < 1 || p->snapshots < 1 || p->nets > SENT_MAX_NETS ||
         p->snapshots > SENT_MAX_NETS || p->nets * p->snapshots > SENT_MAX_NETS ||
         (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX)) {
         snprintf(errstr, errstr_size, "sentiment model header truncated or invalid");
@@ -668,12 +765,14 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
          * the file, and the per-text buffers (max_tokens steps) stay within
          * bounds. */
         int cell = p->kind == SENT_GRU ? RNN_GRU : RNN_LSTM;
-        size_t np = rnn_param_count(cell, p->pool, (int)V, (int)D, (int)H, (int)C);
+        size_t np =
+            rnn_param_count(cell, p->pool, p->bidir ? 2 : 1, (int)V, (int)D, (int)H, (int)C);
         if (np > (r.len - r.pos) / sizeof(float) / (size_t)(p->nets * p->snapshots)) {
             snprintf(errstr, errstr_size, "sentiment model weights truncated");
             goto fail;
         }
-        if ((size_t)p->max_tokens * (3 * (size_t)D + 22 * (size_t)H) * sizeof(float) >
+        if ((size_t)p->max_tokens * (3 * (size_t)D + 22 * (size_t)H * (p->bidir ? 2 : 1)) *
+                sizeof(float) >
             SENT_MAX_WORK_BYTES) {
             snprintf(errstr, errstr_size,
                      "sentiment model: %d tokens x %u dims x %u hidden is too large", p->max_tokens,
@@ -681,7 +780,8 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             goto fail;
         }
         for (int k = 0; k < p->nets * p->snapshots; k++) {
-            m->nets[k] = rnn_new(cell, p->pool, (int)V, (int)D, (int)H, (int)C, 0);
+            m->nets[k] =
+                rnn_new(cell, p->pool, p->bidir ? 2 : 1, (int)V, (int)D, (int)H, (int)C, 0);
             if (!m->nets[k]) goto oom;
             m->n_nets = k + 1;
             if (rd_floats(&r, m->nets[k]->params, m->nets[k]->n_params) < 0) {
@@ -690,8 +790,9 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
             }
         }
         m->rnn = m->nets[0];
-        if (p->kind == SENT_ENSEMBLE) {
-            /* The rest is the NB-LR half, a whole model file. */
+        if (p->kind == SENT_LSTMNB) m->nb_scale = rd_f32(&r);
+        if (p->kind == SENT_ENSEMBLE || p->kind == SENT_LSTMNB) {
+            /* The rest is the NB-LR, a whole model file. */
             if (!(m->bow = sent_load_mem(r.d + r.pos, r.len - r.pos, errstr, errstr_size)))
                 goto fail;
             if (sent_params(m->bow)->kind != SENT_NBLR) {
@@ -703,6 +804,10 @@ sent_model_t *sent_load_mem(const void *data, size_t len, char *errstr, size_t e
     }
     if (r.bad) {
         snprintf(errstr, errstr_size, "sentiment model truncated");
+        goto fail;
+    }
+    if (p->kind == SENT_LSTMNB && !isfinite(m->nb_scale)) {
+        snprintf(errstr, errstr_size, "sentiment model: a weight is not finite");
         goto fail;
     }
     if (r.pos != r.len) {

@@ -2,14 +2,15 @@
  * and NB-LR on uni+bigrams (bow.h), LSTM and GRU (lstm.h), with the
  * tokenizer in front.
  *
- * File format (little endian): "RSNT", u32 version (2; 1 is read too), u32
- * kind, the training parameters (sent_params_t as u32/float fields; version
- * 1 stops after `lazy`), the vocabulary (words for the RNNs, n-grams for the
- * bag of words, vocab_write()), then bag of words: float bias, float weight
+ * File format (little endian): "RSNT", u32 version (3; 1 and 2 are read
+ * too), u32 kind, the training parameters (sent_params_t as u32/float
+ * fields; version 1 stops after `lazy`, version 2 after `nb_init`), the vocabulary (words for the
+ * RNNs, n-grams for the bag of words, vocab_write()), then bag of words: float bias, float weight
  * per n-gram; RNN: u32 vocab, dim, hidden, classes, then every parameter of
  * each of the nets x snapshots networks as float32 (lstm.h layout; version 1: max
  * pooling, one network, two for bilstm); ensemble: the LSTM's part, then a
- * whole NB-LR model file. */
+ * whole NB-LR model file; lstm-nb (version 3): the LSTM's part, float
+ * weight of the NB-LR log-odds, then a whole NB-LR model file. */
 #ifndef REEL_KERNELS_TEXT_SENTIMENT_H
 #define REEL_KERNELS_TEXT_SENTIMENT_H
 
@@ -22,7 +23,14 @@
 /* SENT_ENSEMBLE: an LSTM and an NB-LR trained on the same data, whose
  * probabilities are averaged (they err on different sentences).
  * SENT_BILSTM: two LSTMs, one reading left to right, one right to left,
- * probabilities averaged (late fusion). */
+ * probabilities averaged (late fusion).
+ * SENT_LSTMNB ("lstm-nb"): one LSTM whose positive-class logit gets an
+ * NB-LR's log-odds added, scaled by a weight learned with the network
+ * (stacking: during training the log-odds of each sentence come from an
+ * NB-LR that did not see it, 5 inner folds, so the network learns what the
+ * bag of words misses; at prediction time from an NB-LR on all the
+ * training data). Not a pure LSTM: the NB-LR is part of the model. With
+ * nets > 1 the networks share one weight, which each trains on in turn. */
 enum {
     SENT_NB = 0,
     SENT_NBLR = 1,
@@ -30,7 +38,8 @@ enum {
     SENT_GRU = 3,
     SENT_ENSEMBLE = 4,
     SENT_BILSTM = 5,
-    SENT_KINDS = 6
+    SENT_LSTMNB = 6,
+    SENT_KINDS = 7
 };
 
 typedef struct sent_params {
@@ -65,13 +74,19 @@ typedef struct sent_params {
     int nb_init;    /* RNN: the embeddings' last column starts as each word's
                      * naive-Bayes log-count ratio on the training data (with
                      * given embeddings, one column is added for it) */
+    /* File version 3: */
+    float dropout_word; /* RNN: each training token is replaced by the
+                         * unknown word with this probability (word dropout) */
+    int bidir;          /* RNN: 1: bidirectional (lstm.h, dirs 2), one network
+                         * whose two directions' pooled states feed one dense
+                         * layer; 0: left to right only */
 } sent_params_t;
 
 #define SENT_MAX_NETS 16
 
 /* Defaults for kind. */
 sent_params_t sent_defaults(int kind);
-/* Kind from "nb", "bow" (NB-LR), "lstm", "gru", "lstm+bow", "bilstm"; -1
+/* Kind from "nb", "bow" (NB-LR), "lstm", "gru", "lstm+bow", "bilstm", "lstm-nb"; -1
  * when unknown. */
 int sent_kind_parse(const char *name);
 const char *sent_kind_name(int kind);

@@ -181,9 +181,15 @@ static void text_seeds(void) {
     static const struct {
         int kind;
         const char *name;
-    } kinds[] = {
-        {SENT_NB, "nb.rsnt"},   {SENT_NBLR, "nblr.rsnt"},         {SENT_LSTM, "lstm.rsnt"},
-        {SENT_GRU, "gru.rsnt"}, {SENT_ENSEMBLE, "ensemble.rsnt"}, {SENT_BILSTM, "bilstm.rsnt"}};
+    } kinds[] = {{SENT_NB, "nb.rsnt"},
+                 {SENT_NBLR, "nblr.rsnt"},
+                 {SENT_LSTM, "lstm.rsnt"},
+                 {SENT_GRU, "gru.rsnt"},
+                 {SENT_ENSEMBLE, "ensemble.rsnt"},
+                 {SENT_BILSTM, "bilstm.rsnt"},
+                 /* file version 3: a bidirectional LSTM (--bidir 1), lstm-nb */
+                 {SENT_LSTM, "lstm-bidir.rsnt"},
+                 {SENT_LSTMNB, "lstmnb.rsnt"}};
     for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
         sent_params_t p = sent_defaults(kinds[k].kind);
         p.dim = 3;
@@ -194,6 +200,8 @@ static void text_seeds(void) {
         p.max_tokens = 16;
         p.max_vocab = 16;
         p.seed = 1;
+        p.bidir = 0;
+        if (strcmp(kinds[k].name, "lstm-bidir.rsnt") == 0) p.bidir = 1, p.dropout_word = 0.1f;
         sent_model_t *m = sent_train(
             &p, ex, n, kinds[k].kind == SENT_NB || kinds[k].kind == SENT_NBLR ? NULL : emb, NULL,
             NULL, err, sizeof err);
