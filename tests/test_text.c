@@ -326,6 +326,84 @@ static void test_bow_learns_negation(void **state) {
     train_synthetic(SENT_NB, 0.9);
 }
 
+/* Early stopping: the trainer's held-out split (sent_holdout(), stratified),
+ * the accuracy it records each epoch (checked against one computed here from
+ * the progress callback's model), and the weights it returns are the best
+ * epoch's: their held-out accuracy is the highest recorded, at the epoch
+ * reported. Labels 30% flipped and a high learning rate so the held-out
+ * accuracy moves between epochs. */
+typedef struct es_watch {
+    const sent_example_t *ho;
+    size_t nho;
+    double acc[16];
+    int n;
+} es_watch_t;
+
+static void es_progress(int epoch, float loss, double seconds, sent_model_t *m, void *arg) {
+    (void)loss, (void)seconds;
+    es_watch_t *w = arg;
+    assert_int_equal(epoch, w->n + 1);
+    w->acc[w->n++] = accuracy(m, w->ho, w->nho);
+}
+
+static void test_early_stop_keeps_best(void **state) {
+    (void)state;
+    char *s1, err[256];
+    const size_t n = 400;
+    sent_example_t *ex = synthetic(n, 7, &s1), *ho = calloc(n, sizeof *ho);
+    uint64_t r = 3;
+    for (size_t i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        if ((r >> 33) % 10 < 3) ex[i].label ^= 1;
+    }
+    unsigned char held[400];
+    sent_params_t p = sent_defaults(SENT_LSTM);
+    p.dim = 8, p.hidden = 8, p.epochs = 8, p.lr = 3e-2f, p.dropout = 0, p.dropout_in = 0;
+    p.early_stop = 0.25f, p.seed = 5;
+    size_t nho = sent_holdout(ex, n, p.early_stop, p.seed, held), pos = 0, hpos = 0;
+    for (size_t i = 0; i < n; i++) {
+        pos += ex[i].label == 1;
+        if (held[i]) hpos += ex[i].label == 1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (held[i]) ho[k++] = ex[i];
+    assert_int_equal(k, nho);
+    /* Stratified: a quarter of each label, rounded. */
+    assert_int_equal(hpos, (size_t)(0.25 * (double)pos + 0.5));
+    assert_int_equal(nho - hpos, (size_t)(0.25 * (double)(n - pos) + 0.5));
+    es_watch_t w = {ho, nho, {0}, 0};
+    sent_model_t *m = sent_train(&p, ex, n, NULL, es_progress, &w, err, sizeof err);
+    assert_non_null(m);
+    float hist[16], best_acc;
+    int best = 0;
+    assert_int_equal(sent_early_stop(m, &best, &best_acc, hist, 16), p.epochs);
+    assert_int_equal(w.n, p.epochs);
+    int argmax = 0;
+    for (int e = 0; e < p.epochs; e++) {
+        assert_true(fabs(hist[e] - w.acc[e]) < 1e-6);
+        if (w.acc[e] > w.acc[argmax]) argmax = e;
+    }
+    double final = accuracy(m, ho, nho);
+    print_message("early stopping: held-out accuracy by epoch");
+    for (int e = 0; e < p.epochs; e++) print_message(" %.3f", w.acc[e]);
+    print_message("; kept epoch %d, returned model %.3f\n", best, final);
+    assert_int_equal(best, argmax + 1);
+    assert_true(fabs(final - w.acc[argmax]) < 1e-6);
+    assert_true(fabs(best_acc - w.acc[argmax]) < 1e-6);
+    sent_destroy(m);
+    /* Without it: nothing recorded; with a kind it does not apply to: refused. */
+    p.early_stop = 0, p.epochs = 1;
+    m = sent_train(&p, ex, n, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null(m);
+    assert_int_equal(sent_early_stop(m, &best, NULL, NULL, 0), 0);
+    assert_int_equal(best, 0);
+    sent_destroy(m);
+    p = sent_defaults(SENT_NBLR), p.early_stop = 0.1f;
+    assert_null(sent_train(&p, ex, n, NULL, NULL, NULL, err, sizeof err));
+    free(ex), free(ho), free(s1);
+}
+
 /* Real sentences: the committed movie-review sample (Latin-1), trained on
  * 700, tested on 120. Small, so the bar is modest (chance is 0.5). */
 static void test_bow_on_review_sample(void **state) {
@@ -580,6 +658,7 @@ int main(void) {
         cmocka_unit_test(test_rnn_ensemble_files),
         cmocka_unit_test(test_bilstm_gradients),
         cmocka_unit_test(test_bilstm_lstmnb_learn_negation),
+        cmocka_unit_test(test_early_stop_keeps_best),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

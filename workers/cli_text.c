@@ -147,6 +147,7 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--freeze")) return o->p.freeze = 1, 1;
     if (!strcmp(a, "--lazy-adam")) return o->p.lazy = 1, 1;
     if (!strcmp(a, "--quiet")) return o->quiet = 1, 1;
+    if (!strcmp(a, "--early-stop") && (v = NEXT())) return o->p.early_stop = (float)atof(v), 1;
     if (!strcmp(a, "--pool") && (v = NEXT())) {
         o->set_pool = 1;
         if (!strcmp(v, "max")) return o->p.pool = RNN_POOL_MAX, 1;
@@ -185,6 +186,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     KEEP(max_vocab);
     KEEP(freeze);
     KEEP(lazy);
+    KEEP(early_stop);
 #undef KEEP
     if (o->set_epochs) p.epochs = given.epochs;
     if (o->set_min_count) p.min_count = given.min_count;
@@ -226,6 +228,8 @@ static const char text_usage[] =
     "--quiet\n"
     "         RNNs: --pool max|meanmax --nets N --snapshots N --average EPOCHS --lr-decay X\n"
     "         --nb-init 0|1 --dropout-word X --bidir 0|1\n"
+    "         lstm/gru: --early-stop F (hold out F of the training data, keep the\n"
+    "         best of --epochs epochs on it)\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"
@@ -271,7 +275,11 @@ int cmd_train_sentiment(int argc, char **argv) {
     }
     double t0 = now_s();
     sent_model_t *m = sent_train(&p, d.ex, d.n, emb, print_epoch, &o.quiet, err, sizeof err);
-    int rc = 0;
+    int rc = 0, es_epoch = 0;
+    float es_acc = 0;
+    if (m && (sent_early_stop(m, &es_epoch, &es_acc, NULL, 0), es_epoch > 0))
+        fprintf(stderr, "early stopping: kept epoch %d of %d (held-out accuracy %.4f)\n", es_epoch,
+                p.epochs, (double)es_acc);
     if (!m || sent_save(m, o.out, err, sizeof err) < 0) {
         fprintf(stderr, "reel train sentiment: %s\n", err);
         rc = 1;
@@ -335,6 +343,12 @@ static void fold_run(fold_job_t *j) {
         j->failed = 1;
         return;
     }
+    int es_epoch = 0;
+    float es_acc = 0;
+    sent_early_stop(m, &es_epoch, &es_acc, NULL, 0);
+    if (es_epoch > 0)
+        fprintf(stderr, "fold %d: early stopping kept epoch %d of %d (held-out accuracy %.4f)\n",
+                j->fold + 1, es_epoch, j->p->epochs, (double)es_acc);
     for (size_t i = lo; i < hi; i++) {
         const sent_example_t *e = &j->d->ex[j->perm[i]];
         int pred = sent_predict(m, e->text, e->len, NULL) >= 0.5f;

@@ -23,6 +23,10 @@ struct sent_model {
     rnn_work_t *work;
     struct sent_model *bow; /* ensemble and lstm-nb: the NB-LR */
     float nb_scale;         /* lstm-nb: weight of the NB-LR log-odds in the logit */
+    /* early stopping: the epoch kept (0: none), held-out accuracy per epoch */
+    int best_epoch;
+    float *es_acc;
+    int es_n;
     /* prediction buffers, sized once */
     char *toks;
     int32_t *ids;
@@ -93,7 +97,15 @@ void sent_destroy(sent_model_t *m) {
     free(m->toks);
     free(m->ids);
     sent_destroy(m->bow);
+    free(m->es_acc);
     free(m);
+}
+
+int sent_early_stop(const sent_model_t *m, int *epoch, float *acc, float *history, int max) {
+    if (epoch) *epoch = m->best_epoch;
+    if (acc) *acc = m->best_epoch > 0 ? m->es_acc[m->best_epoch - 1] : 0.0f;
+    for (int i = 0; history && i < m->es_n && i < max; i++) history[i] = m->es_acc[i];
+    return m->es_n;
 }
 
 /* Prediction buffers. Returns 0 or -1. */
@@ -258,9 +270,13 @@ static int nb_column(rnn_t *net, const seq_t *seqs, size_t n, int emb_dim) {
     return 0;
 }
 
+/* Trains m's networks on ex[0..n); with ho (nho > 0, early stopping: one
+ * network), measures the accuracy on ho after each epoch and keeps the
+ * weights of the best one (the earliest on ties). */
 static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t n,
-                               const w2v_t *emb, const float *stack, sent_progress_fn progress,
-                               void *arg, char *errstr, size_t errstr_size) {
+                               const sent_example_t *ho, size_t nho, const w2v_t *emb,
+                               const float *stack, sent_progress_fn progress, void *arg,
+                               char *errstr, size_t errstr_size) {
     const sent_params_t *p = &m->p;
     size_t T = (size_t)p->max_tokens;
     char *toks = malloc(T * TOK_STRIDE);
@@ -275,7 +291,7 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
     float nb_m = 0, nb_v = 0;
     size_t nb = (n + (size_t)p->batch - 1) / (size_t)p->batch;
     size_t *border = malloc((nb + 1) * sizeof *border);
-    float *grad = NULL, *avg = NULL;
+    float *grad = NULL, *avg = NULL, *best = NULL;
     adam_t *adam = NULL;
     int32_t *rows = NULL;
     uint32_t *seen = NULL, stamp = 0;
@@ -331,6 +347,11 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
         memcpy(m->nets[k]->emb, m->rnn->emb, (size_t)m->vocab->n * (size_t)p->dim * sizeof(float));
     grad = calloc(m->rnn->n_params, sizeof *grad);
     if (p->average > 0 && !(avg = malloc(m->rnn->n_params * sizeof *avg))) goto oom;
+    if (nho > 0) {
+        best = malloc(m->rnn->n_params * sizeof *best);
+        m->es_acc = calloc((size_t)p->epochs + 1, sizeof *m->es_acc);
+        if (!best || !m->es_acc) goto oom;
+    }
     /* Embedding rows are updated only where the batch has their words
      * (lazy Adam), the rest of the parameters densely. */
     size_t D = (size_t)p->dim, skip = (size_t)m->rnn->vocab * D, dense = m->rnn->n_params - skip;
@@ -465,9 +486,22 @@ static sent_model_t *train_rnn(sent_model_t *m, const sent_example_t *ex, size_t
             for (int j = S - 1 - (p->epochs - ep) > 0 ? S - 1 - (p->epochs - ep) : 0; j < S - 1;
                  j++)
                 memcpy(m->nets[k * S + j]->params, net->params, net->n_params * sizeof(float));
+            if (nho > 0) {
+                size_t right = 0;
+                for (size_t i = 0; i < nho; i++)
+                    right += (sent_predict(m, ho[i].text, ho[i].len, NULL) >= 0.5f) ==
+                             (ho[i].label == 1);
+                float acc = (float)right / (float)nho;
+                m->es_acc[m->es_n++] = acc;
+                if (m->best_epoch == 0 || acc > m->es_acc[m->best_epoch - 1]) {
+                    m->best_epoch = ep;
+                    memcpy(best, net->params, net->n_params * sizeof *best);
+                }
+            }
             if (progress)
                 progress(k * p->epochs + ep, (float)(loss_sum / (double)n), now_s() - t0, m, arg);
         }
+        if (nho > 0 && m->best_epoch > 0) memcpy(net->params, best, net->n_params * sizeof *best);
     }
     goto done;
 oom:
@@ -488,6 +522,7 @@ done:
     free(border);
     free(grad);
     free(avg);
+    free(best);
     free(rows);
     free(seen);
     adam_destroy(adam);
@@ -530,6 +565,26 @@ fail:
     return NULL;
 }
 
+size_t sent_holdout(const sent_example_t *ex, size_t n, float frac, uint64_t seed,
+                    unsigned char *held) {
+    size_t total = 0;
+    memset(held, 0, n);
+    for (int label = 0; label <= 1; label++) {
+        /* A seeded pass choosing k of the c examples with this label
+         * (selection sampling: each with probability need / left). */
+        size_t c = 0, k;
+        for (size_t i = 0; i < n; i++) c += (ex[i].label == 1) == (label == 1);
+        k = (size_t)((double)frac * (double)c + 0.5);
+        uint64_t rng = (seed + (uint64_t)label) * 0x9E3779B97F4A7C15ull + 11;
+        for (size_t i = 0, left = c; i < n && k > 0; i++) {
+            if ((ex[i].label == 1) != (label == 1)) continue;
+            if (xorshift(&rng) % left < k) held[i] = 1, k--, total++;
+            left--;
+        }
+    }
+    return total;
+}
+
 sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_t n,
                          const w2v_t *emb, sent_progress_fn progress, void *arg, char *errstr,
                          size_t errstr_size) {
@@ -541,7 +596,10 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
         p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 || !(p->dropout_word >= 0) ||
         !(p->dropout_word < 1) || (p->pool != RNN_POOL_MAX && p->pool != RNN_POOL_MEANMAX) ||
-        !(p->lr_decay > 0) || (p->bidir != 0 && p->bidir != 1)) {
+        !(p->lr_decay > 0) || (p->bidir != 0 && p->bidir != 1) || !(p->early_stop >= 0) ||
+        !(p->early_stop < 1) ||
+        (p->early_stop > 0 && ((p->kind != SENT_LSTM && p->kind != SENT_GRU) || p->nets != 1 ||
+                               p->snapshots != 1 || p->average != 0))) {
         snprintf(errstr, errstr_size, "bad training parameters");
         return NULL;
     }
@@ -571,7 +629,34 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
             sent_destroy(m);
             return NULL;
         }
-        m = train_rnn(m, ex, n, emb, nb, progress, arg, errstr, errstr_size);
+        if (p->early_stop > 0) {
+            unsigned char *held = calloc(n, 1);
+            sent_example_t *tr = malloc(n * sizeof *tr), *ho = malloc(n * sizeof *ho);
+            size_t nt = 0, nh = 0;
+            if (!held || !tr || !ho) {
+                snprintf(errstr, errstr_size, "out of memory");
+                m = NULL;
+            } else {
+                sent_holdout(ex, n, p->early_stop, p->seed, held);
+                for (size_t i = 0; i < n; i++)
+                    if (held[i])
+                        ho[nh++] = ex[i];
+                    else
+                        tr[nt++] = ex[i];
+                if (nh == 0 || nt == 0) {
+                    snprintf(errstr, errstr_size, "early stopping: too few examples to hold out");
+                    sent_destroy(m);
+                    m = NULL;
+                } else
+                    m = train_rnn(m, tr, nt, ho, nh, emb, nb, progress, arg, errstr, errstr_size);
+            }
+            free(held);
+            free(tr);
+            free(ho);
+            free(nb);
+            return m;
+        }
+        m = train_rnn(m, ex, n, NULL, 0, emb, nb, progress, arg, errstr, errstr_size);
         free(nb);
         return m;
     }

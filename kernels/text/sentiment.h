@@ -80,6 +80,11 @@ typedef struct sent_params {
     int bidir;          /* RNN: 1: bidirectional (lstm.h, dirs 2), one network
                          * whose two directions' pooled states feed one dense
                          * layer; 0: left to right only */
+    /* Not saved in the file: */
+    float early_stop; /* lstm/gru, one network: 0 off; else this fraction of
+                       * the training examples (stratified, seeded) is held
+                       * out, accuracy on it measured after each epoch, and
+                       * the best epoch's weights kept (sent_early_stop()) */
 } sent_params_t;
 
 #define SENT_MAX_NETS 16
@@ -115,6 +120,19 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
  * tokenizer's flags (tokenize.h). Uses buffers inside the model: one model
  * per thread. */
 float sent_predict(sent_model_t *m, const char *text, size_t len, unsigned *flags);
+
+/* Early stopping's split: marks held[i] = 1 for the examples held out
+ * (round(frac x count) of each label, chosen by a shuffle seeded with seed),
+ * 0 for the rest. Returns the number held out. */
+size_t sent_holdout(const sent_example_t *ex, size_t n, float frac, uint64_t seed,
+                    unsigned char *held);
+
+/* Early stopping's outcome: the epoch whose weights were kept (1-based; 0
+ * when the model was trained without early stopping) and, when acc is not
+ * NULL, that epoch's held-out accuracy; history (may be NULL) gets
+ * min(max, epochs) held-out accuracies, one per epoch. Returns the number
+ * of epochs recorded. */
+int sent_early_stop(const sent_model_t *m, int *epoch, float *acc, float *history, int max);
 
 /* The parameters the model was trained with. Borrowed. */
 const sent_params_t *sent_params(const sent_model_t *m);
