@@ -392,6 +392,18 @@ static void test_early_stop_keeps_best(void **state) {
     assert_true(fabs(final - w.acc[argmax]) < 1e-6);
     assert_true(fabs(best_acc - w.acc[argmax]) < 1e-6);
     sent_destroy(m);
+    /* --early-refit: the same choice, then a model trained on all the
+     * examples for that many epochs, carrying the record. */
+    p.early_refit = 1;
+    m = sent_train(&p, ex, n, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null(m);
+    int best2 = 0;
+    assert_int_equal(sent_early_stop(m, &best2, NULL, hist, 16), p.epochs);
+    assert_int_equal(best2, best);
+    assert_int_equal(sent_params(m)->epochs, best);
+    assert_true(fabs(hist[argmax] - w.acc[argmax]) < 1e-6);
+    sent_destroy(m);
+    p.early_refit = 0;
     /* Without it: nothing recorded; with a kind it does not apply to: refused. */
     p.early_stop = 0, p.epochs = 1;
     m = sent_train(&p, ex, n, NULL, NULL, NULL, err, sizeof err);

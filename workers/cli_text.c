@@ -148,6 +148,7 @@ static int parse_common(text_opts_t *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--lazy-adam")) return o->p.lazy = 1, 1;
     if (!strcmp(a, "--quiet")) return o->quiet = 1, 1;
     if (!strcmp(a, "--early-stop") && (v = NEXT())) return o->p.early_stop = (float)atof(v), 1;
+    if (!strcmp(a, "--early-refit") && (v = NEXT())) return o->p.early_refit = atoi(v), 1;
     if (!strcmp(a, "--pool") && (v = NEXT())) {
         o->set_pool = 1;
         if (!strcmp(v, "max")) return o->p.pool = RNN_POOL_MAX, 1;
@@ -187,6 +188,7 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     KEEP(freeze);
     KEEP(lazy);
     KEEP(early_stop);
+    KEEP(early_refit);
 #undef KEEP
     if (o->set_epochs) p.epochs = given.epochs;
     if (o->set_min_count) p.min_count = given.min_count;
@@ -229,7 +231,8 @@ static const char text_usage[] =
     "         RNNs: --pool max|meanmax --nets N --snapshots N --average EPOCHS --lr-decay X\n"
     "         --nb-init 0|1 --dropout-word X --bidir 0|1\n"
     "         lstm/gru: --early-stop F (hold out F of the training data, keep the\n"
-    "         best of --epochs epochs on it)\n"
+    "         best of --epochs epochs on it; --early-refit 1: then train on all of it\n"
+    "         for that many epochs)\n"
     "--data lines are label<TAB>text, label 0/1 or negative/positive. bow is\n"
     "logistic regression on naive-Bayes-scaled uni+bigrams, nb naive Bayes.\n"
     "With --folds, eval trains a model per fold (the kind and settings of the\n"

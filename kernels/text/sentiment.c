@@ -650,6 +650,17 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
                 } else
                     m = train_rnn(m, tr, nt, ho, nh, emb, nb, progress, arg, errstr, errstr_size);
             }
+            if (m && p->early_refit) {
+                sent_params_t q = *p;
+                q.early_stop = 0, q.early_refit = 0, q.epochs = m->best_epoch;
+                sent_model_t *r = sent_train(&q, ex, n, emb, progress, arg, errstr, errstr_size);
+                if (r) {
+                    r->best_epoch = m->best_epoch, r->es_n = m->es_n;
+                    r->es_acc = m->es_acc, m->es_acc = NULL;
+                }
+                sent_destroy(m);
+                m = r;
+            }
             free(held);
             free(tr);
             free(ho);

@@ -85,6 +85,8 @@ typedef struct sent_params {
                        * the training examples (stratified, seeded) is held
                        * out, accuracy on it measured after each epoch, and
                        * the best epoch's weights kept (sent_early_stop()) */
+    int early_refit;  /* with early_stop: then train again from scratch on all
+                       * the examples for the epochs early stopping chose */
 } sent_params_t;
 
 #define SENT_MAX_NETS 16
