@@ -592,6 +592,13 @@ sent_model_t *sent_train(const sent_params_t *p, const sent_example_t *ex, size_
         snprintf(errstr, errstr_size, "no training examples");
         return NULL;
     }
+    if (p->early_stop > 0 && ((p->kind != SENT_LSTM && p->kind != SENT_GRU) || p->nets != 1 ||
+                              p->snapshots != 1 || p->average != 0)) {
+        snprintf(errstr, errstr_size,
+                 "early stopping needs an lstm or gru with one network, one snapshot and no "
+                 "averaging");
+        return NULL;
+    }
     if (p->kind < 0 || p->kind >= SENT_KINDS || p->max_tokens <= 0 || p->batch <= 0 ||
         p->hidden <= 0 || p->dim <= 0 || p->epochs < 0 || p->nets < 1 || p->snapshots < 1 ||
         p->nets * p->snapshots > SENT_MAX_NETS || p->average < 0 || !(p->dropout_word >= 0) ||
