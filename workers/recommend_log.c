@@ -17,6 +17,7 @@
 #define EVENT_BYTES 50
 #define SNAP_CHUNK (8u << 20)
 #define TAIL_PAGE 256
+#define MAX_DENSE_ID (1u << 28)
 
 struct rlog {
     rec_config_t cfg;
@@ -117,7 +118,11 @@ static int unpack_event(const unsigned char *p, rec_event_t *ev) {
     memcpy(&ev->duration_seconds, p, 8), p += 8;
     memcpy(&ev->rating, p, 8), p += 8;
     memcpy(&ev->event_hash, p, 8);
-    if (type >= REC_EV_N || has_rating > 1 || ev->event_hash == 0) return -1;
+    /* Dense ids index arrays the state grows to hold them: an id no
+     * dictionary reaches is corruption, not a reason to allocate gigabytes. */
+    if (type >= REC_EV_N || has_rating > 1 || ev->event_hash == 0 || ev->user >= MAX_DENSE_ID ||
+        ev->item >= MAX_DENSE_ID)
+        return -1;
     ev->type = (rec_event_type_t)type;
     ev->has_rating = has_rating;
     ev->event_id = ev->user_id = ev->item_id = "";
