@@ -434,8 +434,14 @@ int rlog_sync(rlog_t *l, store_t *s, char *errstr, size_t errstr_size) {
         }
     }
     l->unconfirmed = 0;
-    if (l->snapshot_events > 0 && l->since_snap >= (uint64_t)l->snapshot_events)
-        return rlog_snapshot(l, s, errstr, errstr_size);
+    if (l->snapshot_events > 0 && l->since_snap >= (uint64_t)l->snapshot_events &&
+        rlog_snapshot(l, s, errstr, errstr_size) < 0) {
+        /* The log still holds every entry: go on, and try again after
+         * another snapshot_events rather than stall the partition. */
+        log_warn("recommend_snapshot_failed", "%s (retrying after %ld more events)", errstr,
+                 l->snapshot_events);
+        l->since_snap = 0;
+    }
     return 0;
 }
 
