@@ -108,9 +108,17 @@ static void use_sent(const uint8_t *data, size_t size) {
     char err[256];
     sent_model_t *m = sent_load_mem(data, size, err, sizeof err);
     if (!m) return;
-    /* A version-1 file loads but is written back as the current version. */
-    if (!(data[4] == 1 && data[5] == 0 && data[6] == 0 && data[7] == 0))
-        ROUND_TRIP(sent_write(m, f_), data, size);
+    /* Older versions load but are written back as the current one: a file
+     * of the version sent_write writes must come back byte for byte. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) abort();
+    int rc = sent_write(m, f);
+    fclose(f);
+    if (rc != 0 || len < 8) abort();
+    if (memcmp(buf + 4, data + 4, 4) == 0 && (len != size || memcmp(buf, data, size) != 0)) abort();
+    free(buf);
     static const char text[] = "a good film , not a bad one :) but the plot ... 10/10";
     float p = sent_predict(m, text, sizeof text - 1, NULL);
     (void)p;
