@@ -43,8 +43,10 @@ const rec_reader_t *rlog_reader(rlog_t *l);
 /* Brings the state to Redis' head before a batch: nothing when it is there;
  * replays the entries others appended after ours; reloads snapshot and log
  * when ours did not land (a refused or lost commit) or was trimmed. Writes
- * a snapshot when one is due. 0 ok, -1 with errstr (Redis down or the
- * stored state unreadable: the caller retries the batch). */
+ * a snapshot when one is due (a failed one is logged and tried again after
+ * snapshot_events more events: the log still holds everything). 0 ok, -1
+ * with errstr (Redis down or the stored state unreadable: the caller
+ * retries the batch). */
 int rlog_sync(rlog_t *l, store_t *s, char *errstr, size_t errstr_size);
 
 /* Applies one checked event with dense ids to the state and records it for
