@@ -149,15 +149,13 @@ int rlog_apply(rlog_t *l, const rec_event_t *ev, char *reason, size_t reason_siz
     if (r != 1) return r;
     unsigned char packed[EVENT_BYTES];
     pack_event(&e, e.event_hash, packed);
+    if (!l->entry.data) {
+        l->entry.cap = 1 << 16; /* the header and ~1,300 events; doubled as needed */
+        if (!(l->entry.data = malloc(l->entry.cap))) goto oom;
+    }
     if (l->nentry == 0) {
-        l->entry.len = 0;
-        unsigned char head[8] = ENTRY_MAGIC;
-        if (!l->entry.data || l->entry.cap < 8) {
-            free(l->entry.data);
-            l->entry.cap = 1 << 16;
-            if (!(l->entry.data = malloc(l->entry.cap))) goto oom;
-        }
-        memcpy(l->entry.data, head, 8);
+        /* Header: the magic, then the event count (set below). */
+        memcpy(l->entry.data, ENTRY_MAGIC, 4);
         l->entry.len = 8;
     }
     if (l->entry.cap - l->entry.len < EVENT_BYTES) {

@@ -244,8 +244,7 @@ static void rec_seeds(void) {
     }
     rec_buf_t b = {0};
     if (rec_mem_save(m, &b) < 0) die("rec_mem_save");
-    FILE *f = fopen(path("state.rmem"), "wb");
-    if (!f || fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) die("state.rmem");
+    write_bytes("state.rmem", b.data, b.len);
     free(b.data);
     rec_deltas_free(&ds);
     rec_work_destroy(w);
