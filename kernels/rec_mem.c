@@ -86,13 +86,21 @@ static void map_free(u32map_t *m) {
 /* ------------------------------------------------------------------ */
 /* Bounded top-K list                                                  */
 
-/* Ids and scores in separate arrays (the id scan vectorises), the index of
- * the worst entry cached (-1: unknown) so that an offer below it costs the
- * id scan only, and the entries sorted in place on read (kept until the
- * next change), so that reading an unchanged list is a copy. */
+/* Entries live in stable slots (ids[s], sc[s], s < n): an offer finds its
+ * entry, or learns it has none, through idx, an open-addressing index from
+ * id to slot, in one or two cache lines whatever k is (a scan of the ids
+ * touched k / 16 lines and was most of an offer's cost). ord holds the
+ * slots best first; it is re-sorted on read when the list changed (few
+ * moves: the last read sorted it), so reading an unchanged list is a copy.
+ * The slot of the worst entry is cached (-1: unknown), so that an offer
+ * below it costs the index probe only. */
 typedef struct topk {
-    uint32_t *ids;
+    uint32_t *ids; /* one allocation: idx[imask + 1], srt[k], ids[k], sc[k], ord[k] */
     float *sc;
+    uint16_t *ord;     /* slots, best first as of the last read */
+    rec_scored_t *srt; /* the entries in that order: what a read copies */
+    uint64_t *idx;     /* id << 16 | (slot + 1); 0 free */
+    uint32_t imask;
     int n;
     int worst;
     int sorted;
@@ -102,45 +110,100 @@ static inline int sc_better(float sa, uint32_t ia, float sb, uint32_t ib) {
     return sa > sb || (sa == sb && ia > ib);
 }
 
+/* The min in 8 independent lanes (a compiler vectorises them; one chain of
+ * dependent comparisons costs k latencies), then the lowest id at it. */
 static void topk_find_worst(topk_t *t) {
-    int worst = 0;
-    for (int x = 1; x < t->n; x++)
-        if (sc_better(t->sc[worst], t->ids[worst], t->sc[x], t->ids[x])) worst = x;
-    t->worst = t->n > 0 ? worst : -1;
+    const int n = t->n;
+    const float *sc = t->sc;
+    if (n == 0) {
+        t->worst = -1;
+        return;
+    }
+    float lane[8];
+    for (int j = 0; j < 8; j++) lane[j] = sc[0];
+    int x = 0;
+    for (; x + 8 <= n; x += 8)
+        for (int j = 0; j < 8; j++) lane[j] = sc[x + j] < lane[j] ? sc[x + j] : lane[j];
+    float lo = lane[0];
+    for (int j = 1; j < 8; j++) lo = lane[j] < lo ? lane[j] : lo;
+    for (; x < n; x++) lo = sc[x] < lo ? sc[x] : lo;
+    int w = -1;
+    for (x = 0; x < n; x++)
+        if (sc[x] == lo && (w < 0 || t->ids[x] < t->ids[w])) w = x;
+    if (w < 0) { /* no entry equals the min: a NaN score; compare one by one */
+        w = 0;
+        for (x = 1; x < n; x++)
+            if (sc_better(sc[w], t->ids[w], sc[x], t->ids[x])) w = x;
+    }
+    t->worst = w;
 }
 
 static void topk_free(topk_t *t) {
-    free(t->ids);
-    free(t->sc);
+    free(t->idx);
 }
 
 static void topk_clear(topk_t *t) {
     t->n = 0;
     t->worst = -1;
     t->sorted = 1;
+    if (t->idx) memset(t->idx, 0, ((size_t)t->imask + 1) * sizeof *t->idx);
 }
 
-/* ZADD row member score, then keep the best k. */
+/* The index position holding id (hash h), or -1. */
+static inline int idx_find(const topk_t *t, uint32_t id, uint32_t h) {
+    const uint64_t key = (uint64_t)id << 16;
+    for (uint32_t p = h & t->imask;; p = (p + 1) & t->imask) {
+        uint64_t e = t->idx[p];
+        if (e == 0) return -1;
+        if ((e & ~(uint64_t)0xffff) == key) return (int)p;
+    }
+}
+
+static inline void idx_insert(topk_t *t, uint32_t id, uint32_t h, int slot) {
+    uint32_t p = h & t->imask;
+    while (t->idx[p]) p = (p + 1) & t->imask;
+    t->idx[p] = (uint64_t)id << 16 | (uint32_t)(slot + 1);
+}
+
+/* Frees position p, moving back later entries of its probe run whose home
+ * is not after the hole (backward-shift deletion: no tombstones). */
+static void idx_delete(topk_t *t, uint32_t p) {
+    const uint32_t mask = t->imask;
+    for (uint32_t q = (p + 1) & mask;; q = (q + 1) & mask) {
+        uint64_t e = t->idx[q];
+        if (e == 0) break;
+        uint32_t home = mix32((uint32_t)(e >> 16)) & mask;
+        /* e may fill the hole unless its home lies cyclically in (p, q]. */
+        if (((q - home) & mask) >= ((q - p) & mask)) {
+            t->idx[p] = e;
+            p = q;
+        }
+    }
+    t->idx[p] = 0;
+}
+
+/* ZADD row member score, then keep the best k. -1: out of memory, or k
+ * beyond what a 16-bit slot holds (the settings allow 10000). */
 static int topk_set(topk_t *t, int k, uint32_t id, float score) {
     if (k <= 0) return 0;
+    if (k > 65535) return -1;
     if (!t->ids) {
-        t->ids = malloc((size_t)k * sizeof *t->ids);
-        t->sc = malloc((size_t)k * sizeof *t->sc);
-        if (!t->ids || !t->sc) {
-            free(t->ids);
-            free(t->sc);
-            t->ids = NULL;
-            t->sc = NULL;
-            return -1;
-        }
+        uint32_t icap = 8;
+        while (icap < 2 * (uint32_t)k) icap *= 2; /* load <= 1/2 */
+        char *b = calloc(1, icap * sizeof(uint64_t) + (size_t)k * 18);
+        if (!b) return -1;
+        t->idx = (uint64_t *)b;
+        t->srt = (rec_scored_t *)(t->idx + icap);
+        t->ids = (uint32_t *)(t->srt + k);
+        t->sc = (float *)(t->ids + k);
+        t->ord = (uint16_t *)(t->sc + k);
+        t->imask = icap - 1;
         topk_clear(t);
     }
-    const uint32_t *ids = t->ids;
-    const int n = t->n;
-    /* Without an early exit, so that the compiler vectorises the scan. */
-    int x = n;
-    for (int y = 0; y < n; y++) x = ids[y] == id ? y : x;
-    if (x < n) {
+    const uint32_t h = mix32(id);
+    const int p = idx_find(t, id, h);
+    if (p >= 0) {
+        const int x = (int)(t->idx[p] & 0xffff) - 1;
         float old = t->sc[x];
         if (old == score) return 0;
         t->sc[x] = score;
@@ -154,9 +217,12 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         }
         return 0;
     }
+    const int n = t->n;
     if (n < k) {
         t->ids[n] = id;
         t->sc[n] = score;
+        t->ord[n] = (uint16_t)n;
+        idx_insert(t, id, h, n);
         t->n = n + 1;
         t->sorted = 0;
         if (n == 0)
@@ -166,10 +232,12 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         return 0;
     }
     if (t->worst < 0) topk_find_worst(t);
-    int w = t->worst;
+    const int w = t->worst;
     if (sc_better(score, id, t->sc[w], t->ids[w])) {
+        idx_delete(t, (uint32_t)idx_find(t, t->ids[w], mix32(t->ids[w])));
         t->ids[w] = id;
         t->sc[w] = score;
+        idx_insert(t, id, h, w);
         t->sorted = 0;
         t->worst = -1;
     }
@@ -187,30 +255,31 @@ static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
     int n = t->n;
     if (n == 0 || cap <= 0) return 0;
     if (!t->sorted) {
-        /* Insertion sort: the list was sorted at the last read and only a
-         * few entries moved since, so this is close to one pass. */
-        uint32_t *ids = t->ids;
-        float *sc = t->sc;
+        /* The entries in the last read's order, then an insertion sort
+         * (with their slots): only a few moved since, so close to one pass. */
+        rec_scored_t *srt = t->srt;
+        uint16_t *ord = t->ord;
+        for (int x = 0; x < n; x++) {
+            srt[x].id = t->ids[ord[x]];
+            srt[x].score = t->sc[ord[x]];
+        }
         for (int x = 1; x < n; x++) {
-            uint32_t id = ids[x];
-            float v = sc[x];
+            const rec_scored_t e = srt[x];
+            const uint16_t slot = ord[x];
             int y = x - 1;
-            while (y >= 0 && sc_better(v, id, sc[y], ids[y])) {
-                ids[y + 1] = ids[y];
-                sc[y + 1] = sc[y];
+            while (y >= 0 && sc_better(e.score, e.id, srt[y].score, srt[y].id)) {
+                srt[y + 1] = srt[y];
+                ord[y + 1] = ord[y];
                 y--;
             }
-            ids[y + 1] = id;
-            sc[y + 1] = v;
+            srt[y + 1] = e;
+            ord[y + 1] = slot;
         }
         t->sorted = 1;
-        t->worst = n - 1;
+        t->worst = ord[n - 1];
     }
     if (n > cap) n = cap;
-    for (int x = 0; x < n; x++) {
-        out[x].id = t->ids[x];
-        out[x].score = t->sc[x];
-    }
+    memcpy(out, t->srt, (size_t)n * sizeof *out);
     return n;
 }
 

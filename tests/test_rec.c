@@ -377,6 +377,92 @@ static void test_topk_exact_for_monotone_counts(void **state) {
     free(st);
 }
 
+/* The top-K list itself (an index from id to slot, entries re-sorted on
+ * read) against a plain model of "ZADD, then keep the best k": random
+ * offers from a small id range (updates, replacements, entries evicted and
+ * offered again), scores from a few values (ties broken by id), reads
+ * between offers at random, for a small and the default k. */
+typedef struct ref_list {
+    uint32_t id[256];
+    float sc[256];
+    int n;
+} ref_list_t;
+
+static int ref_better(float sa, uint32_t ia, float sb, uint32_t ib) {
+    return sa > sb || (sa == sb && ia > ib);
+}
+
+static void ref_set(ref_list_t *r, int k, uint32_t id, float sc) {
+    for (int x = 0; x < r->n; x++)
+        if (r->id[x] == id) {
+            r->sc[x] = sc;
+            return;
+        }
+    if (r->n < k) {
+        r->id[r->n] = id;
+        r->sc[r->n++] = sc;
+        return;
+    }
+    int w = 0;
+    for (int x = 1; x < r->n; x++)
+        if (ref_better(r->sc[w], r->id[w], r->sc[x], r->id[x])) w = x;
+    if (ref_better(sc, id, r->sc[w], r->id[w])) {
+        r->id[w] = id;
+        r->sc[w] = sc;
+    }
+}
+
+static int cmp_ref(const void *a, const void *b) {
+    const rec_scored_t *x = a, *y = b;
+    return ref_better(x->score, x->id, y->score, y->id)
+               ? -1
+               : ref_better(y->score, y->id, x->score, x->id);
+}
+
+static void test_topk_list_matches_model(void **state) {
+    (void)state;
+    const int ks[2] = {5, 200};
+    for (int kk = 0; kk < 2; kk++) {
+        const int k = ks[kk];
+        rec_config_t cfg;
+        rec_config_defaults(&cfg);
+        cfg.item_k = k;
+        rec_mem_t *m = rec_mem_new(&cfg);
+        assert_non_null(m);
+        rec_reader_t rd = rec_mem_reader(m);
+        ref_list_t *ref = calloc(3, sizeof *ref);
+        rec_scored_t *got = malloc(256 * sizeof *got), *want = malloc(256 * sizeof *want);
+        assert_non_null(ref);
+        assert_non_null(got);
+        assert_non_null(want);
+        uint64_t s = 7 + (uint64_t)k;
+        const uint32_t span = (uint32_t)k * 3; /* ids 0..span: most offers miss a full list */
+        for (int step = 0; step < 30000; step++) {
+            uint32_t row = (uint32_t)(rng(&s) % 3), id = (uint32_t)(rng(&s) % span);
+            float sc = (float)(rng(&s) % 40) / 8.0f;
+            rec_delta_t d = {.op = REC_OP_ITOPK_SET, .a = row, .b = id, .v = sc};
+            assert_int_equal(rec_mem_apply(m, &d, 1), 0);
+            ref_set(&ref[row], k, id, sc);
+            if (rng(&s) % 8 != 0) continue;
+            int cap = 1 + (int)(rng(&s) % (uint64_t)k);
+            int ng = rd.item_topk(rd.ctx, row, got, cap);
+            int nw = ref[row].n;
+            for (int x = 0; x < nw; x++)
+                want[x] = (rec_scored_t){.id = ref[row].id[x], .score = ref[row].sc[x]};
+            qsort(want, (size_t)nw, sizeof *want, cmp_ref);
+            assert_int_equal(ng, nw < cap ? nw : cap);
+            for (int x = 0; x < ng; x++) {
+                assert_int_equal(got[x].id, want[x].id);
+                assert_true(got[x].score == want[x].score);
+            }
+        }
+        free(ref);
+        free(got);
+        free(want);
+        rec_mem_destroy(m);
+    }
+}
+
 /* Normalised similarities also fall when an item's norm grows, without the
  * pair being touched, so a bounded list can keep a stale member: it is
  * approximate. What holds: an unbounded list holds every co-occurring item,
@@ -984,6 +1070,7 @@ int main(void) {
         cmocka_unit_test(test_incremental_equals_batch_with_decay),
         cmocka_unit_test(test_incremental_equals_batch_iuf),
         cmocka_unit_test(test_topk_exact_for_monotone_counts),
+        cmocka_unit_test(test_topk_list_matches_model),
         cmocka_unit_test(test_topk_normalised_is_close),
         cmocka_unit_test(test_metrics_hand_example),
         cmocka_unit_test(test_duplicate_event_applied_once),

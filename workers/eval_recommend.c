@@ -929,7 +929,8 @@ int cmd_eval_recommend(int argc, char **argv) {
     for (int x = 0; x < N_ALGOS; x++)
         if (strcmp(algo, "all") == 0 || in_list(algo, algos[x].name)) want |= 1u << x;
     if (!ratings || !want || implicit < 0 || cfg.evict_weakest < 0 || k <= 0 || k > 1000 ||
-        cfg.hist_cap < 0 || cfg.item_k <= 0 || cfg.user_k <= 0 || cfg.cons_cap <= 0) {
+        cfg.hist_cap < 0 || cfg.item_k <= 0 || cfg.user_k <= 0 || cfg.item_k > 10000 ||
+        cfg.user_k > 10000 || cfg.cons_cap <= 0) {
         usage(stderr);
         return 2;
     }
