@@ -88,13 +88,17 @@ static int load_items(const char *path, rec_dict_t *items, rec_mem_t *mem) {
     return 0;
 }
 
-/* As the worker runs OpenBLAS (workers/reel.c): one thread, and the core
- * type named, since OpenBLAS does not recognise every virtual cpu. Both are
- * read when the library loads, hence the exec. */
-static void blas_like_the_worker(char **argv) {
+/* As the worker runs (workers/reel.c, choose_process_env): OpenBLAS on one
+ * thread with the core type named, since it does not recognise every
+ * virtual cpu, and malloc on transparent huge pages (unless REEL_HUGEPAGES
+ * is 0). All are read when the process starts, hence the exec. */
+static void like_the_worker(char **argv) {
     if (getenv("REC_KERNEL_BENCH_EXEC")) return;
     setenv("REC_KERNEL_BENCH_EXEC", "1", 1);
     if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    const char *huge = getenv("REEL_HUGEPAGES");
+    if (!getenv("GLIBC_TUNABLES") && !(huge && strcmp(huge, "0") == 0))
+        setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
         setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
@@ -104,7 +108,7 @@ static void blas_like_the_worker(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    blas_like_the_worker(argv);
+    like_the_worker(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: rec_kernel_bench MOVIELENS_DIR [N] [BATCH]\n");
         return 2;
@@ -153,6 +157,7 @@ int main(int argc, char **argv) {
     rec_config_t cfg;
     rec_config_defaults(&cfg);
     cfg.epoch_ms = 1577836800000LL; /* the worker's recommend.decay.epoch.ms */
+    if (getenv("RR")) cfg.refresh_ratio = (float)atof(getenv("RR"));
     rec_mem_t *mem = rec_mem_new(&cfg);
     rec_work_t *w = rec_work_new(&cfg);
     rec_deltas_t ds = {0};
