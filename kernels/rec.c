@@ -778,6 +778,13 @@ static int cmp_rec(const void *a, const void *b) {
     return rec_better(a, b) ? -1 : rec_better(b, a) ? 1 : 0;
 }
 
+/* s^p for a vote, once per top-K entry read (tens of thousands per user):
+ * the default p = 2 as a product, which powf would round the same way
+ * (s * s is exact in double before the one rounding to float). */
+static inline float pow_sim(float s, float p) {
+    return p == 2.0f ? s * s : p == 1.0f ? s : powf(s, p);
+}
+
 int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w, uint32_t user,
                   unsigned sources, const uint8_t *exclude, size_t n_exclude, rec_rec_t *out,
                   int n) {
@@ -838,7 +845,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 const float s = w->topk[y].score;
                 if (s <= 0 || j >= w->ncap || w->ex[j]) continue;
                 if (!sk && !cand_f) {
-                    credit(w, 0, j, a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s));
+                    credit(w, 0, j, a * pow_sim(s, cfg->sim_power));
                     continue;
                 }
                 if (w->ncb == w->cbcap) {
@@ -849,7 +856,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                     w->cbcap = cap;
                 }
                 w->cb[w->ncb].j = j;
-                w->cb[w->ncb].as = a * (cfg->sim_power != 1.0f ? powf(s, cfg->sim_power) : s);
+                w->cb[w->ncb].as = a * pow_sim(s, cfg->sim_power);
                 w->cb[w->ncb++].s = s;
                 if (!w->cmark[j]) {
                     w->cmark[j] = 1;
