@@ -14,13 +14,17 @@
 static void state_usage(FILE *out) {
     fprintf(out,
             "usage: reel recommend state [-c FILE] [-X key=value]... [--out FILE] [--snapshot]\n"
+            "                            [--drop-from N]\n"
             "Rebuilds the recommend worker's state (recommend.state=memory) of group\n"
             "<group.id>-recommend from Redis, its snapshot and the log after it, with the\n"
             "recommend.* settings given (they must be the worker's), and prints one JSON\n"
             "line: log entries covered, snapshot, users, items, pair counters, the size\n"
             "and an FNV-1a hash of the canonical state bytes (equal states, equal hash).\n"
             "  --out FILE   write those bytes (rec_mem_save) to FILE\n"
-            "  --snapshot   write a snapshot to Redis now, trimming the log it covers\n");
+            "  --snapshot   write a snapshot to Redis now, trimming the log it covers\n"
+            "  --drop-from N  first delete log entries N.. and move the head back to N-1\n"
+            "               (repairs a log with a corrupt entry N; the events of the\n"
+            "               dropped entries leave the state)\n");
 }
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -33,6 +37,7 @@ int cmd_recommend_state(int argc, char **argv) {
     const char *overrides[256], *out_path = NULL;
     cli_opts_t opts = {NULL, overrides, 0};
     int snapshot = 0;
+    unsigned long long drop_from = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-X") == 0 && i + 1 < argc) {
             if (opts.n_overrides < 256) overrides[opts.n_overrides++] = argv[++i];
@@ -40,6 +45,13 @@ int cmd_recommend_state(int argc, char **argv) {
             opts.config_file = argv[++i];
         } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out_path = argv[++i];
+        } else if (strcmp(argv[i], "--drop-from") == 0 && i + 1 < argc) {
+            char *end;
+            drop_from = strtoull(argv[++i], &end, 10);
+            if (*end || drop_from == 0) {
+                fprintf(stderr, "reel recommend state: --drop-from wants an entry number >= 1\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "--snapshot") == 0) {
             snapshot = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -75,6 +87,15 @@ int cmd_recommend_state(int argc, char **argv) {
     if (!l) {
         fprintf(stderr, "reel recommend state: out of memory\n");
         goto done;
+    }
+    if (drop_from > 0) {
+        uint64_t dropped = 0;
+        if (rlog_drop_from(l, s, drop_from, &dropped, err, sizeof err) < 0) {
+            fprintf(stderr, "reel recommend state: %s\n", err);
+            goto done;
+        }
+        fprintf(stderr, "reel recommend state: dropped %llu log entries from %llu\n",
+                (unsigned long long)dropped, drop_from);
     }
     if (rlog_sync(l, s, err, sizeof err) < 0 ||
         (snapshot && rlog_snapshot(l, s, err, sizeof err) < 0)) {

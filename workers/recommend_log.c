@@ -3,6 +3,7 @@
 #include "workers/recommend_log.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,15 @@ static void pack_event(const rec_event_t *ev, uint64_t hash, unsigned char out[E
     memcpy(p, &hash, 8);
 }
 
-static int unpack_event(const unsigned char *p, rec_event_t *ev) {
+/* Unpacks the event at p and checks what the worker checked before it
+ * logged it (rec_event_check, less the string ids and the clock). The ids
+ * must be below lim[0] (users) and lim[1] (items), the dictionaries' next
+ * ids: dense ids index arrays the state grows to hold them, so an id no
+ * dictionary reached is corruption, not a reason to allocate gigabytes
+ * (2^28 - 1 users alone would take ~30 GB). Returns 0, or -1 with what is
+ * wrong in why. */
+static int unpack_event(const unsigned char *p, const uint64_t lim[2], rec_event_t *ev, char *why,
+                        size_t n) {
     uint8_t type, has_rating;
     memset(ev, 0, sizeof *ev);
     memcpy(&ev->user, p, 4), p += 4;
@@ -118,15 +127,27 @@ static int unpack_event(const unsigned char *p, rec_event_t *ev) {
     memcpy(&ev->duration_seconds, p, 8), p += 8;
     memcpy(&ev->rating, p, 8), p += 8;
     memcpy(&ev->event_hash, p, 8);
-    /* Dense ids index arrays the state grows to hold them: an id no
-     * dictionary reaches is corruption, not a reason to allocate gigabytes. */
-    if (type >= REC_EV_N || has_rating > 1 || ev->event_hash == 0 || ev->user >= MAX_DENSE_ID ||
-        ev->item >= MAX_DENSE_ID)
-        return -1;
-    ev->type = (rec_event_type_t)type;
-    ev->has_rating = has_rating;
-    ev->event_id = ev->user_id = ev->item_id = "";
-    return 0;
+    if (type >= REC_EV_N)
+        snprintf(why, n, "unknown event type %u", type);
+    else if (has_rating > 1 || ev->event_hash == 0)
+        snprintf(why, n, "bad flags or event hash");
+    else if (ev->user >= MAX_DENSE_ID || ev->user >= lim[0])
+        snprintf(why, n, "user %" PRIu32 " beyond the %" PRIu64 " allocated", ev->user, lim[0]);
+    else if (ev->item >= MAX_DENSE_ID || ev->item >= lim[1])
+        snprintf(why, n, "item %" PRIu32 " beyond the %" PRIu64 " allocated", ev->item, lim[1]);
+    else if (ev->ts_ms <= 0 || !isfinite(ev->watch_seconds) || ev->watch_seconds < 0 ||
+             !isfinite(ev->duration_seconds) || ev->duration_seconds < 0 ||
+             (type == REC_EV_RATING &&
+              (!has_rating || !isfinite(ev->rating) || ev->rating < 0.5 || ev->rating > 5.0)))
+        /* A NaN weight would spread through every counter it touches. */
+        snprintf(why, n, "time, watch time, duration or rating out of range");
+    else {
+        ev->type = (rec_event_type_t)type;
+        ev->has_rating = has_rating;
+        ev->event_id = ev->user_id = ev->item_id = "";
+        return 0;
+    }
+    return -1;
 }
 
 static int apply_event(rlog_t *l, const rec_event_t *ev, char *reason, size_t n) {
@@ -176,18 +197,32 @@ oom:
     return -1;
 }
 
-/* Replays one stored entry's events. 0, or -1 with errstr. */
-static int replay_entry(rlog_t *l, uint64_t seq, const unsigned char *p, size_t len, char *errstr,
-                        size_t n) {
+/* Replays one stored entry's events; lim: unpack_event's. 0, or -1 with
+ * errstr. */
+static int replay_entry(rlog_t *l, uint64_t seq, const unsigned char *p, size_t len,
+                        const uint64_t lim[2], char *errstr, size_t n) {
     uint32_t count;
+    char why[160] = "bad magic or length";
+    rec_event_t ev;
     if (len < 8 || memcmp(p, ENTRY_MAGIC, 4) != 0) goto bad;
     memcpy(&count, p + 4, 4);
     if ((len - 8) / EVENT_BYTES != count || (len - 8) % EVENT_BYTES != 0) goto bad;
+    /* Every event is checked before the first is applied: a corrupt entry
+     * must leave the state as it was, or the state would hold part of an
+     * entry the log (once repaired) does not have. */
+    for (uint32_t k = 0; k < count; k++)
+        if (unpack_event(p + 8 + (size_t)k * EVENT_BYTES, lim, &ev, why, sizeof why) < 0) {
+            snprintf(errstr, n,
+                     "log entry %" PRIu64 " is corrupt (event %" PRIu32 " of %" PRIu32 ": %s)", seq,
+                     k, count, why);
+            return -1;
+        }
     for (uint32_t k = 0; k < count; k++) {
-        rec_event_t ev;
         char reason[256];
-        if (unpack_event(p + 8 + (size_t)k * EVENT_BYTES, &ev) < 0) goto bad;
+        unpack_event(p + 8 + (size_t)k * EVENT_BYTES, lim, &ev, why, sizeof why);
         if (apply_event(l, &ev, reason, sizeof reason) < 0) {
+            /* Part of the entry is in the state: reload before going on. */
+            l->loaded = 0;
             snprintf(errstr, n, "replaying log entry %" PRIu64 ": %s", seq, reason);
             return -1;
         }
@@ -195,7 +230,7 @@ static int replay_entry(rlog_t *l, uint64_t seq, const unsigned char *p, size_t 
     l->replayed++;
     return 0;
 bad:
-    snprintf(errstr, n, "log entry %" PRIu64 " is corrupt (%zu bytes)", seq, len);
+    snprintf(errstr, n, "log entry %" PRIu64 " is corrupt (%zu bytes: %s)", seq, len, why);
     return -1;
 }
 
@@ -224,6 +259,24 @@ static const redisReply *entry_field(const redisReply *fields, const char *f) {
     return NULL;
 }
 
+/* lim[0], lim[1]: the next dense ids of the user and item dictionaries
+ * (ids:user:next, ids:item:next under the worker's prefix; absent: 0). */
+static int next_ids(rlog_t *l, store_t *s, uint64_t lim[2], char *errstr, size_t n) {
+    char uk[512], ik[512];
+    redisReply *r =
+        store_command(s, errstr, n, "MGET %s %s", key(l, uk, sizeof uk, "ids:user:next"),
+                      key(l, ik, sizeof ik, "ids:item:next"));
+    if (!r) return -1;
+    int rc = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? 0 : -1;
+    for (size_t k = 0; rc == 0 && k < 2; k++) {
+        const redisReply *v = r->element[k];
+        lim[k] = v->type == REDIS_REPLY_STRING ? strtoull(v->str, NULL, 10) : 0;
+    }
+    freeReplyObject(r);
+    if (rc < 0) snprintf(errstr, n, "MGET %s: unexpected reply", uk);
+    return rc;
+}
+
 /* Replays the entries after l->seq, up to the end of the log. Returns 0,
  * 1 when the log does not continue from l->seq (trimmed by a newer
  * snapshot, or lost: the caller reloads), -1 with errstr. */
@@ -241,6 +294,13 @@ static int tail(rlog_t *l, store_t *s, char *errstr, size_t n) {
             return -1;
         }
         size_t got = r->elements;
+        /* The dictionaries' next ids, read after the page: every entry in
+         * it had its ids allocated before its commit, so they are below. */
+        uint64_t lim[2];
+        if (got > 0 && next_ids(l, s, lim, errstr, n) < 0) {
+            freeReplyObject(r);
+            return -1;
+        }
         for (size_t e = 0; e < got; e++) {
             const redisReply *en = r->element[e];
             if (en->type != REDIS_REPLY_ARRAY || en->elements != 2 ||
@@ -261,8 +321,8 @@ static int tail(rlog_t *l, store_t *s, char *errstr, size_t n) {
                 snprintf(errstr, n, "log entry %" PRIu64 " lacks its fields", seq);
                 return -1;
             }
-            if (replay_entry(l, seq, (const unsigned char *)events->str, events->len, errstr, n) <
-                0) {
+            if (replay_entry(l, seq, (const unsigned char *)events->str, events->len, lim, errstr,
+                             n) < 0) {
                 freeReplyObject(r);
                 return -1;
             }
@@ -278,14 +338,23 @@ static int tail(rlog_t *l, store_t *s, char *errstr, size_t n) {
 static int read_head(rlog_t *l, store_t *s, uint64_t *seq, char *nonce, size_t nn, char *errstr,
                      size_t n);
 
+/* FNV-1a over n bytes: the snapshot's checksum, as `reel recommend state`
+ * prints it. */
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t k = 0; k < n; k++) h = (h ^ p[k]) * 0x100000001b3ULL;
+    return h;
+}
+
 /* A new empty state, or the stored snapshot, then the log after it. */
 static int reload(rlog_t *l, store_t *s, char *errstr, size_t n) {
     char k[512], ck[600];
     redisReply *r = store_command(s, errstr, n, "GET %s", key(l, k, sizeof k, "msnap"));
     if (!r) return -1;
-    unsigned long long seq = 0, chunks = 0, bytes = 0;
+    unsigned long long seq = 0, chunks = 0, bytes = 0, sum = 0;
+    int fields = 0;
     if (r->type == REDIS_REPLY_STRING &&
-        sscanf(r->str, "%llu %llu %llu", &seq, &chunks, &bytes) != 3) {
+        (fields = sscanf(r->str, "%llu %llu %llu %llx", &seq, &chunks, &bytes, &sum)) < 3) {
         freeReplyObject(r);
         snprintf(errstr, n, "%s is malformed", k);
         return -1;
@@ -297,12 +366,11 @@ static int reload(rlog_t *l, store_t *s, char *errstr, size_t n) {
             snprintf(errstr, n, "%s is malformed", k);
             return -1;
         }
-        unsigned char *data = malloc(bytes ? bytes : 1);
+        /* The buffer grows with the chunks Redis returns rather than to the
+         * pointer's size: a garbled pointer ("1 100000 800000000000") must
+         * not allocate 800 GB. */
+        unsigned char *data = NULL;
         size_t have = 0;
-        if (!data) {
-            snprintf(errstr, n, "out of memory");
-            return -1;
-        }
         for (unsigned long long c = 0; c < chunks; c++) {
             snprintf(ck, sizeof ck, "%smsnap:%llu:%llu", l->prefix, seq, c);
             r = store_command(s, errstr, n, "GET %s", ck);
@@ -310,12 +378,20 @@ static int reload(rlog_t *l, store_t *s, char *errstr, size_t n) {
                 free(data);
                 return -1;
             }
+            unsigned char *d = NULL;
             if (r->type != REDIS_REPLY_STRING || r->len > bytes - have) {
                 freeReplyObject(r);
                 free(data);
                 snprintf(errstr, n, "snapshot chunk %s is missing or too long", ck);
                 return -1;
             }
+            if (!(d = realloc(data, have + r->len + 1))) {
+                freeReplyObject(r);
+                free(data);
+                snprintf(errstr, n, "out of memory");
+                return -1;
+            }
+            data = d;
             memcpy(data + have, r->str, r->len);
             have += r->len;
             freeReplyObject(r);
@@ -323,6 +399,17 @@ static int reload(rlog_t *l, store_t *s, char *errstr, size_t n) {
         if (have != bytes) {
             free(data);
             snprintf(errstr, n, "snapshot %llu has %zu of %llu bytes", seq, have, bytes);
+            return -1;
+        }
+        /* rec_mem_load refuses what is malformed, but a flipped bit in a
+         * counter loads as another valid state: the pointer's checksum
+         * (absent in snapshots written before it) tells them apart. */
+        uint64_t got = fnv1a(data, have);
+        if (fields == 4 && got != (uint64_t)sum) {
+            free(data);
+            snprintf(errstr, n,
+                     "snapshot %llu is corrupt (its checksum is %016llx, %s says %016llx)", seq,
+                     (unsigned long long)got, k, sum);
             return -1;
         }
         char err[256];
@@ -423,12 +510,26 @@ int rlog_sync(rlog_t *l, store_t *s, char *errstr, size_t errstr_size) {
         }
         int t = ours && seq > l->seq ? tail(l, s, errstr, errstr_size) : 1;
         if (t < 0) return -1;
+        /* The log ended before the head: a snapshot trimmed it meanwhile
+         * (the reload finds the entries after that snapshot), or the head
+         * names an entry the log lacks (the reload does not, below). */
+        if (t == 0 && l->seq < seq) t = 1;
         if (t > 0) {
             log_warn("recommend_state_reload",
                      "state at log entry %" PRIu64 ", Redis at %" PRIu64
                      ": reloading the snapshot and the log",
                      l->seq, seq);
             if (reload(l, s, errstr, errstr_size) < 0) return -1;
+        }
+        if (l->seq < seq) {
+            /* The head names an entry the log lacks (deleted by hand): the
+             * commit's guard would refuse every batch, forever, as
+             * state_conflict. */
+            snprintf(errstr, errstr_size,
+                     "mlog:head is at log entry %" PRIu64 " but the log ends at %" PRIu64
+                     " (see docs/recommend.md, State in memory)",
+                     seq, l->seq);
+            return -1;
         }
     }
     l->unconfirmed = 0;
@@ -469,9 +570,61 @@ int rlog_queue(rlog_t *l, store_batch_t *b) {
     return 0;
 }
 
+/* Drops log entries ARGV[1].. and moves the head back to the entry before
+ * them. KEYS: mlog, mlog:head, msnap. Returns the number dropped, or an
+ * error. */
+static const char drop_lua[] =
+    "local from = tonumber(ARGV[1])\n"
+    "local p = redis.call('GET', KEYS[3])\n"
+    "local snap = p and tonumber(string.match(p, '^(%d+)')) or 0\n"
+    "if from <= snap then\n"
+    "  return redis.error_reply('entry ' .. from .. ' is covered by snapshot ' .. snap)\n"
+    "end\n"
+    "local prev, head = from - 1, nil\n"
+    "if prev > 0 then\n"
+    "  local e = redis.call('XRANGE', KEYS[1], prev .. '-0', prev .. '-0')\n"
+    "  if #e == 1 then\n"
+    "    for k = 1, #e[1][2], 2 do\n"
+    "      if e[1][2][k] == 'n' then head = prev .. ':' .. e[1][2][k + 1] end\n"
+    "    end\n"
+    "  elseif prev == snap then\n"
+    "    head = prev .. ':'\n"
+    "  end\n"
+    "  if not head then return redis.error_reply('the log lacks entry ' .. prev) end\n"
+    "end\n"
+    "local gone = redis.call('XRANGE', KEYS[1], from .. '-0', '+')\n"
+    "for _, e in ipairs(gone) do redis.call('XDEL', KEYS[1], e[1]) end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "  redis.call('XSETID', KEYS[1], prev .. '-0', 'MAXDELETEDID', prev .. '-0')\n"
+    "end\n"
+    "if head then redis.call('SET', KEYS[2], head) else redis.call('DEL', KEYS[2]) end\n"
+    "return #gone\n";
+
+int rlog_drop_from(rlog_t *l, store_t *s, uint64_t from, uint64_t *dropped, char *errstr,
+                   size_t errstr_size) {
+    char lk[512], hk[512], mk[512], from_s[24];
+    snprintf(from_s, sizeof from_s, "%" PRIu64, from);
+    redisReply *r = store_command(s, errstr, errstr_size, "EVAL %s 3 %s %s %s %s", drop_lua,
+                                  key(l, lk, sizeof lk, "mlog"), key(l, hk, sizeof hk, "mlog:head"),
+                                  key(l, mk, sizeof mk, "msnap"), from_s);
+    if (!r) return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *dropped = (uint64_t)r->integer;
+    } else {
+        snprintf(errstr, errstr_size, "dropping log entries from %s: %s", from_s,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        rc = -1;
+    }
+    freeReplyObject(r);
+    /* What this process held may include the dropped entries. */
+    l->loaded = 0;
+    return rc;
+}
+
 /* Sets the snapshot pointer if it moves forward, trims the log it covers
  * and deletes the chunks of the one it replaces. KEYS: msnap, mlog; ARGV:
- * seq, chunks, bytes, chunk key prefix ("reel:{g}:msnap:"). */
+ * seq, chunks, bytes, chunk key prefix ("reel:{g}:msnap:"), checksum. */
 static const char swap_lua[] =
     "local cur = redis.call('GET', KEYS[1])\n"
     "local oseq, ochunks = 0, 0\n"
@@ -480,7 +633,7 @@ static const char swap_lua[] =
     "  oseq, ochunks = tonumber(a) or 0, tonumber(b) or 0\n"
     "end\n"
     "if oseq >= tonumber(ARGV[1]) then return 0 end\n"
-    "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])\n"
+    "redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[5])\n"
     "redis.call('XTRIM', KEYS[2], 'MINID', ARGV[1] + 1)\n"
     "for c = 0, ochunks - 1 do redis.call('DEL', ARGV[4] .. oseq .. ':' .. c) end\n"
     "return 1\n";
@@ -510,13 +663,15 @@ int rlog_snapshot(rlog_t *l, store_t *s, char *errstr, size_t errstr_size) {
         freeReplyObject(r);
     }
     /* hiredis formats neither %zu nor PRIu64: numbers go as strings. */
-    char seq_s[24], chunks_s[24], bytes_s[24];
+    char seq_s[24], chunks_s[24], bytes_s[24], sum_s[24];
     snprintf(seq_s, sizeof seq_s, "%" PRIu64, l->seq);
     snprintf(chunks_s, sizeof chunks_s, "%zu", chunks);
     snprintf(bytes_s, sizeof bytes_s, "%zu", b.len);
-    redisReply *r = store_command(s, errstr, errstr_size, "EVAL %s 2 %s %s %s %s %s %s", swap_lua,
-                                  key(l, mk, sizeof mk, "msnap"), key(l, lk, sizeof lk, "mlog"),
-                                  seq_s, chunks_s, bytes_s, prefix);
+    snprintf(sum_s, sizeof sum_s, "%016" PRIx64, fnv1a(b.data, b.len));
+    redisReply *r =
+        store_command(s, errstr, errstr_size, "EVAL %s 2 %s %s %s %s %s %s %s", swap_lua,
+                      key(l, mk, sizeof mk, "msnap"), key(l, lk, sizeof lk, "mlog"), seq_s,
+                      chunks_s, bytes_s, prefix, sum_s);
     if (!r) {
         free(b.data);
         return -1;

@@ -63,6 +63,17 @@ int rlog_queue(rlog_t *l, store_batch_t *b);
  * head: call after rlog_sync()). 0, or -1 with errstr. */
 int rlog_snapshot(rlog_t *l, store_t *s, char *errstr, size_t errstr_size);
 
+/* Operator repair of a log that holds a corrupt entry: deletes entries
+ * from.. (all of them: an entry only makes sense after the ones before it),
+ * resets the stream's last id so that entry `from` can be written again,
+ * and moves mlog:head back to entry from - 1 (its nonce; "<seq>:" when it is
+ * the snapshot's, trimmed; absent when from is 1), in one script. The events
+ * of the dropped entries leave the state, though their input offsets stay
+ * committed. Refuses from <= the snapshot's seq. *dropped: entries deleted.
+ * 0, or -1 with errstr. The next rlog_sync() reloads. */
+int rlog_drop_from(rlog_t *l, store_t *s, uint64_t from, uint64_t *dropped, char *errstr,
+                   size_t errstr_size);
+
 /* What the log holds, for `reel recommend state` and the logs. */
 typedef struct rlog_info {
     uint64_t seq;      /* entries the state covers */
