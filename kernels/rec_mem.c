@@ -318,8 +318,9 @@ struct rec_mem {
     uint32_t nsent;
     uint32_t *cat_ids;
     size_t ncat, capcat;
-    rec_scored_t *pop; /* sorted popularity, rebuilt when dirty */
-    uint32_t npop;
+    rec_scored_t *pop; /* items by popularity, best first; rebuilt when dirty */
+    uint32_t npop, cappop;
+    uint32_t *pop_at; /* item -> its index in pop, UINT32_MAX none (cappop entries) */
     int pop_dirty;
     size_t npairs;
 };
@@ -354,6 +355,7 @@ void rec_mem_destroy(rec_mem_t *m) {
     free(m->sent);
     free(m->cat_ids);
     free(m->pop);
+    free(m->pop_at);
     free(m);
 }
 
@@ -388,6 +390,59 @@ static mitem_t *item_at(rec_mem_t *m, uint32_t i) {
         m->ni = i + 1;
     }
     return &m->items[i];
+}
+
+/* The popularity list: every item with a count, best first (as
+ * cmp_scored orders). Sorted from scratch only when dirty (a new or loaded
+ * state, or out of memory); otherwise each count change moves its item to
+ * its new place, a few steps, where sorting thousands of items for every
+ * batch that recommends cost a tenth of the worker's time. */
+static int pop_rebuild(rec_mem_t *m) {
+    size_t cap = (size_t)m->ni + m->ni / 2 + 1024; /* room for new items */
+    rec_scored_t *p = realloc(m->pop, cap * sizeof *p);
+    if (p) m->pop = p;
+    uint32_t *at = realloc(m->pop_at, cap * sizeof *at);
+    if (at) m->pop_at = at;
+    if (!p || !at) return -1;
+    m->cappop = (uint32_t)cap;
+    m->npop = 0;
+    for (uint32_t i = 0; i < m->ni; i++)
+        if (m->items[i].st[REC_IS_C] > 0) {
+            p[m->npop].id = i;
+            p[m->npop++].score = (float)m->items[i].st[REC_IS_C];
+        }
+    qsort(p, m->npop, sizeof *p, cmp_scored);
+    memset(at, 0xff, cap * sizeof *at);
+    for (uint32_t x = 0; x < m->npop; x++) at[p[x].id] = x;
+    m->pop_dirty = 0;
+    return 0;
+}
+
+static void pop_moved(rec_mem_t *m, uint32_t i) {
+    if (m->pop_dirty) return;
+    const float sc = (float)m->items[i].st[REC_IS_C];
+    if (i >= m->cappop || !(sc > 0) || (m->pop_at[i] == UINT32_MAX && m->npop >= m->cappop)) {
+        m->pop_dirty = 1; /* a new item beyond the arrays: rebuilt at the next read */
+        return;
+    }
+    rec_scored_t *p = m->pop;
+    uint32_t x = m->pop_at[i];
+    if (x == UINT32_MAX) x = m->npop++;
+    p[x].id = i;
+    p[x].score = sc;
+    const rec_scored_t e = p[x];
+    while (x > 0 && sc_better(e.score, e.id, p[x - 1].score, p[x - 1].id)) {
+        p[x] = p[x - 1];
+        m->pop_at[p[x].id] = x;
+        x--;
+    }
+    while (x + 1 < m->npop && sc_better(p[x + 1].score, p[x + 1].id, e.score, e.id)) {
+        p[x] = p[x + 1];
+        m->pop_at[p[x].id] = x;
+        x++;
+    }
+    p[x] = e;
+    m->pop_at[i] = x;
 }
 
 static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
@@ -438,7 +493,7 @@ static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
     case REC_OP_ITEM_ADD:
         if (d->f >= REC_IS_N || !(it = item_at(m, d->a))) return d->f >= REC_IS_N ? 0 : -1;
         it->st[d->f] += d->v;
-        if (d->f == REC_IS_C) m->pop_dirty = 1;
+        if (d->f == REC_IS_C) pop_moved(m, d->a);
         return 0;
     case REC_OP_USER_ADD:
         if (!(us = user_at(m, d->a))) return -1;
@@ -607,19 +662,7 @@ static const float *r_features(void *ctx, uint32_t i) {
 
 static int r_popular(void *ctx, rec_scored_t *out, int cap) {
     rec_mem_t *m = ctx;
-    if (m->pop_dirty) {
-        rec_scored_t *p = realloc(m->pop, ((size_t)m->ni + 1) * sizeof *p);
-        if (!p) return 0;
-        m->pop = p;
-        m->npop = 0;
-        for (uint32_t i = 0; i < m->ni; i++)
-            if (m->items[i].st[REC_IS_C] > 0) {
-                p[m->npop].id = i;
-                p[m->npop++].score = (float)m->items[i].st[REC_IS_C];
-            }
-        qsort(p, m->npop, sizeof *p, cmp_scored);
-        m->pop_dirty = 0;
-    }
+    if (m->pop_dirty && pop_rebuild(m) < 0) return 0;
     int n = (int)m->npop < cap ? (int)m->npop : cap;
     if (n > 0) memcpy(out, m->pop, (size_t)n * sizeof *out);
     return n;

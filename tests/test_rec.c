@@ -463,6 +463,49 @@ static void test_topk_list_matches_model(void **state) {
     }
 }
 
+/* The popularity list, kept in order as counts change, against a sort of
+ * the counts from scratch: increments of a few sizes (ties broken by id),
+ * new items appearing, reads at random. */
+static void test_popularity_kept_in_order(void **state) {
+    (void)state;
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    rec_mem_t *m = rec_mem_new(&cfg);
+    assert_non_null(m);
+    rec_reader_t rd = rec_mem_reader(m);
+    enum { NPOP = 3000 };
+    double *count = calloc(NPOP, sizeof *count);
+    rec_scored_t *got = malloc(NPOP * sizeof *got), *want = malloc(NPOP * sizeof *want);
+    assert_non_null(count);
+    assert_non_null(got);
+    assert_non_null(want);
+    uint64_t s = 99;
+    uint32_t span = 50; /* items seen so far grow from 50 to NPOP */
+    for (int step = 0; step < 20000; step++) {
+        if (span < NPOP && step % 8 == 0) span++;
+        uint32_t i = (uint32_t)(rng(&s) % span);
+        double v = (double)(1 + rng(&s) % 3) / 2.0;
+        rec_delta_t d = {.op = REC_OP_ITEM_ADD, .a = i, .f = REC_IS_C, .v = v};
+        assert_int_equal(rec_mem_apply(m, &d, 1), 0);
+        count[i] += v;
+        if (rng(&s) % 16 != 0) continue;
+        int nw = 0;
+        for (uint32_t j = 0; j < NPOP; j++)
+            if (count[j] > 0) want[nw++] = (rec_scored_t){.id = j, .score = (float)count[j]};
+        qsort(want, (size_t)nw, sizeof *want, cmp_ref);
+        int ng = rd.popular(rd.ctx, got, NPOP);
+        assert_int_equal(ng, nw);
+        for (int x = 0; x < ng; x++) {
+            assert_int_equal(got[x].id, want[x].id);
+            assert_true(got[x].score == want[x].score);
+        }
+    }
+    free(count);
+    free(got);
+    free(want);
+    rec_mem_destroy(m);
+}
+
 /* Normalised similarities also fall when an item's norm grows, without the
  * pair being touched, so a bounded list can keep a stale member: it is
  * approximate. What holds: an unbounded list holds every co-occurring item,
@@ -1071,6 +1114,7 @@ int main(void) {
         cmocka_unit_test(test_incremental_equals_batch_iuf),
         cmocka_unit_test(test_topk_exact_for_monotone_counts),
         cmocka_unit_test(test_topk_list_matches_model),
+        cmocka_unit_test(test_popularity_kept_in_order),
         cmocka_unit_test(test_topk_normalised_is_close),
         cmocka_unit_test(test_metrics_hand_example),
         cmocka_unit_test(test_duplicate_event_applied_once),
