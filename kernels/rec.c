@@ -888,7 +888,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                     if (cfg->pop_beta != 0 && stj[REC_IS_C] > 0)
                         *f *= (float)pow(stj[REC_IS_C], -cfg->pop_beta);
                     if (asym_q != 0 && stj[REC_IS_N2] > 0)
-                        *f *= (float)pow(stj[REC_IS_N2] * a2scale, -0.5 * asym_q);
+                        *f *= powf((float)(stj[REC_IS_N2] * a2scale), (float)(-0.5 * asym_q));
                 }
             }
         }
@@ -915,7 +915,7 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 if (!(w->hist2[x].a > 0)) continue;
                 float v = sv;
                 if (cfg->user_aff_power != 0)
-                    v *= (float)pow(w->hist2[x].a / vmax, cfg->user_aff_power);
+                    v *= powf((float)(w->hist2[x].a / vmax), cfg->user_aff_power);
                 credit(w, 1, w->hist2[x].item, v);
             }
         }
