@@ -242,7 +242,19 @@ struct rec_work {
         float as, s;
     } * cb;
     size_t ncb, cbcap;
+    /* A sparse copy (rows of column, value) of the catalogue block, valid
+     * while the reader's catalogue_version, the block and its row count
+     * are those it was made from. */
+    uint32_t *csr_row; /* csr_n + 1 row starts */
+    uint8_t *csr_col;
+    float *csr_val;
+    size_t csr_n, csr_rcap, csr_nzcap;
+    const float *csr_of;
+    uint64_t csr_version;
+    int csr_ok;
 };
+
+_Static_assert(REC_FEAT_DIM <= 256, "catalogue columns are stored as uint8_t");
 
 rec_work_t *rec_work_new(const rec_config_t *cfg) {
     rec_work_t *w = calloc(1, sizeof *w);
@@ -299,7 +311,51 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->cmark);
     free(w->cands);
     free(w->cb);
+    free(w->csr_row);
+    free(w->csr_col);
+    free(w->csr_val);
     free(w);
+}
+
+/* Brings w's sparse copy of the catalogue block F (n rows) up to version.
+ * 0, or -1 out of memory (the caller scores the dense block). */
+static int csr_sync(rec_work_t *w, const float *F, size_t n, uint64_t version) {
+    if (w->csr_ok && w->csr_of == F && w->csr_n == n && w->csr_version == version) return 0;
+    w->csr_ok = 0;
+    size_t nz = 0;
+    for (size_t k = 0; k < n * REC_FEAT_DIM; k++) nz += F[k] != 0.0f;
+    if (n + 1 > w->csr_rcap) {
+        uint32_t *r = realloc(w->csr_row, (n + 1) * sizeof *r);
+        if (!r) return -1;
+        w->csr_row = r;
+        w->csr_rcap = n + 1;
+    }
+    if (nz > w->csr_nzcap || !w->csr_col) {
+        size_t cap = nz ? nz : 1;
+        uint8_t *c = realloc(w->csr_col, cap * sizeof *c);
+        if (c) w->csr_col = c;
+        float *v = realloc(w->csr_val, cap * sizeof *v);
+        if (v) w->csr_val = v;
+        if (!c || !v) return -1;
+        w->csr_nzcap = cap;
+    }
+    if (nz > UINT32_MAX) return -1;
+    size_t q = 0;
+    for (size_t r = 0; r < n; r++) {
+        w->csr_row[r] = (uint32_t)q;
+        const float *f = F + r * REC_FEAT_DIM;
+        for (int c = 0; c < REC_FEAT_DIM; c++)
+            if (f[c] != 0.0f) {
+                w->csr_col[q] = (uint8_t)c;
+                w->csr_val[q++] = f[c];
+            }
+    }
+    w->csr_row[n] = (uint32_t)q;
+    w->csr_of = F;
+    w->csr_n = n;
+    w->csr_version = version;
+    w->csr_ok = 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -933,16 +989,25 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
             any = 1;
         }
         if (any && rd->catalogue(cx, &F, &ids, &nc) == 0 && nc > 0) {
-            if (nc > w->cscore_cap) {
-                float *c = realloc(w->cscore, nc * sizeof *c);
-                if (!c) goto oom;
-                w->cscore = c;
-                w->cscore_cap = nc;
+            if (rd->catalogue_version && csr_sync(w, F, nc, rd->catalogue_version(cx)) == 0) {
+                for (size_t r = 0; r < nc; r++) {
+                    float dot = 0;
+                    for (uint32_t q = w->csr_row[r]; q < w->csr_row[r + 1]; q++)
+                        dot += w->csr_val[q] * w->prof[w->csr_col[q]];
+                    if (dot > 0) credit(w, 2, ids[r], dot);
+                }
+            } else {
+                if (nc > w->cscore_cap) {
+                    float *c = realloc(w->cscore, nc * sizeof *c);
+                    if (!c) goto oom;
+                    w->cscore = c;
+                    w->cscore_cap = nc;
+                }
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nc, REC_FEAT_DIM, 1.0f, F,
+                            REC_FEAT_DIM, w->prof, 1, 0.0f, w->cscore, 1);
+                for (size_t r = 0; r < nc; r++)
+                    if (w->cscore[r] > 0) credit(w, 2, ids[r], w->cscore[r]);
             }
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nc, REC_FEAT_DIM, 1.0f, F, REC_FEAT_DIM,
-                        w->prof, 1, 0.0f, w->cscore, 1);
-            for (size_t r = 0; r < nc; r++)
-                if (w->cscore[r] > 0) credit(w, 2, ids[r], w->cscore[r]);
         }
     }
     if (sources & REC_SRC_POPULAR) {

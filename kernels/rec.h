@@ -276,6 +276,12 @@ typedef struct rec_reader {
      * features; a worker with a large catalogue returns a subset (recent
      * items, so that new items get recommended). 0 ok. */
     int (*catalogue)(void *ctx, const float **feat, const uint32_t **ids, size_t *n);
+    /* Optional (may be NULL): a number that changes whenever the block that
+     * catalogue() returns is written (rows added or rewritten). With it,
+     * rec_recommend keeps a sparse copy of the block between calls (item
+     * features are mostly zeros: a few genres, a year bucket) rather than
+     * a dense product over every row for every user. */
+    uint64_t (*catalogue_version)(void *ctx);
     /* One past the largest item id (sizes the scoring buffers). */
     uint32_t (*n_items)(void *ctx);
     /* Optional (may be NULL): item i's mean review sentiment in [-1, 1],

@@ -318,7 +318,8 @@ struct rec_mem {
     uint32_t nsent;
     uint32_t *cat_ids;
     size_t ncat, capcat;
-    rec_scored_t *pop; /* items by popularity, best first; rebuilt when dirty */
+    uint64_t cat_version; /* moves with every write to cat */
+    rec_scored_t *pop;    /* items by popularity, best first; rebuilt when dirty */
     uint32_t npop, cappop;
     uint32_t *pop_at; /* item -> its index in pop, UINT32_MAX none (cappop entries) */
     int pop_dirty;
@@ -566,6 +567,7 @@ int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f) {
         m->cat_ids[m->ncat++] = item;
     }
     memcpy(m->cat + (size_t)it->cat_row * REC_FEAT_DIM, f, REC_FEAT_DIM * sizeof *f);
+    m->cat_version++;
     return 0;
 }
 
@@ -676,6 +678,10 @@ static int r_catalogue(void *ctx, const float **feat, const uint32_t **ids, size
     return 0;
 }
 
+static uint64_t r_catalogue_version(void *ctx) {
+    return ((rec_mem_t *)ctx)->cat_version;
+}
+
 static float r_sentiment(void *ctx, uint32_t i) {
     rec_mem_t *m = ctx;
     return i < m->nsent ? m->sent[i] : 0.0f;
@@ -700,6 +706,7 @@ rec_reader_t rec_mem_reader(rec_mem_t *m) {
         .features = r_features,
         .popular = r_popular,
         .catalogue = r_catalogue,
+        .catalogue_version = r_catalogue_version,
         .n_items = r_n_items,
         .sentiment = r_sentiment,
     };

@@ -413,7 +413,8 @@ typedef struct rstate {
     float *cat;       /* ncat x REC_FEAT_DIM */
     uint32_t *cat_ids;
     size_t ncat, capcat;
-    int32_t *cat_row; /* item id -> row, -1 none */
+    uint64_t cat_version; /* moves with every write to cat (the reader's catalogue_version) */
+    int32_t *cat_row;     /* item id -> row, -1 none */
     uint32_t cat_row_cap;
     /* Multimodal parts, re-read every mm_interval_ms (mm_refresh). */
     char posters_key[300]; /* the tag worker's poster-embeddings hash */
@@ -635,16 +636,19 @@ static int cat_set(rstate_t *st, uint32_t item, const float *f) {
         st->cat_ids[st->ncat++] = item;
     }
     memcpy(st->cat + (size_t)st->cat_row[item] * REC_FEAT_DIM, f, REC_FEAT_DIM * sizeof *f);
+    st->cat_version++;
     if (item + 1 > st->n_items) st->n_items = item + 1;
     return 0;
 }
 
-/* The cache row of item, created (all zero) when absent; NULL on OOM. */
+/* The cache row of item, created (all zero) when absent, for the caller to
+ * write; NULL on OOM. */
 static float *cat_row_of(rstate_t *st, uint32_t item) {
     if (item >= st->cat_row_cap || st->cat_row[item] < 0) {
         float zero[REC_FEAT_DIM] = {0};
         if (cat_set(st, item, zero) < 0) return NULL;
     }
+    st->cat_version++;
     return st->cat + (size_t)st->cat_row[item] * REC_FEAT_DIM;
 }
 
@@ -1415,6 +1419,10 @@ static int o_catalogue(void *cx, const float **feat, const uint32_t **ids, size_
     *ids = st->cat_ids;
     *n = st->ncat;
     return 0;
+}
+
+static uint64_t o_catalogue_version(void *cx) {
+    return ((rstate_t *)cx)->cat_version;
 }
 
 static float o_sentiment(void *cx, uint32_t i) {
@@ -2627,6 +2635,7 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
         .features = o_features,
         .popular = o_popular,
         .catalogue = o_catalogue,
+        .catalogue_version = o_catalogue_version,
         .n_items = o_n_items,
         .sentiment = o_sentiment,
     };
@@ -2656,6 +2665,7 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
                 .features = o_features,
                 .popular = l_popular,
                 .catalogue = o_catalogue,
+                .catalogue_version = o_catalogue_version,
                 .n_items = l_n_items,
                 .sentiment = o_sentiment,
             };
