@@ -103,6 +103,8 @@ typedef struct topk {
     uint32_t imask;
     int n;
     int worst;
+    float wsc;    /* the worst entry's score and id, when worst >= 0: an offer */
+    uint32_t wid; /* below it is refused without touching the arrays */
     int sorted;
 } topk_t;
 
@@ -136,6 +138,8 @@ static void topk_find_worst(topk_t *t) {
             if (sc_better(sc[w], t->ids[w], sc[x], t->ids[x])) w = x;
     }
     t->worst = w;
+    t->wsc = sc[w];
+    t->wid = t->ids[w];
 }
 
 static void topk_free(topk_t *t) {
@@ -210,9 +214,14 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         t->sorted = 0;
         if (t->worst >= 0) {
             if (x == t->worst) {
-                if (score > old) t->worst = -1;
-            } else if (sc_better(t->sc[t->worst], t->ids[t->worst], score, id)) {
+                if (score > old)
+                    t->worst = -1;
+                else
+                    t->wsc = score;
+            } else if (sc_better(t->wsc, t->wid, score, id)) {
                 t->worst = x;
+                t->wsc = score;
+                t->wid = id;
             }
         }
         return 0;
@@ -225,15 +234,16 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         idx_insert(t, id, h, n);
         t->n = n + 1;
         t->sorted = 0;
-        if (n == 0)
-            t->worst = 0;
-        else if (t->worst >= 0 && sc_better(t->sc[t->worst], t->ids[t->worst], score, id))
+        if (n == 0 || (t->worst >= 0 && sc_better(t->wsc, t->wid, score, id))) {
             t->worst = n;
+            t->wsc = score;
+            t->wid = id;
+        }
         return 0;
     }
     if (t->worst < 0) topk_find_worst(t);
     const int w = t->worst;
-    if (sc_better(score, id, t->sc[w], t->ids[w])) {
+    if (sc_better(score, id, t->wsc, t->wid)) {
         idx_delete(t, (uint32_t)idx_find(t, t->ids[w], mix32(t->ids[w])));
         t->ids[w] = id;
         t->sc[w] = score;
@@ -277,6 +287,8 @@ static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
         }
         t->sorted = 1;
         t->worst = ord[n - 1];
+        t->wsc = srt[n - 1].score;
+        t->wid = srt[n - 1].id;
     }
     if (n > cap) n = cap;
     memcpy(out, t->srt, (size_t)n * sizeof *out);
