@@ -372,36 +372,32 @@ void rec_mem_destroy(rec_mem_t *m) {
     free(m);
 }
 
-static muser_t *user_at(rec_mem_t *m, uint32_t u) {
-    if (u >= m->nu) {
-        if (u >= m->capu) {
-            uint32_t cap = m->capu ? m->capu : 256;
-            while (cap <= u) cap *= 2;
-            muser_t *p = realloc(m->users, (size_t)cap * sizeof *p);
-            if (!p) return NULL;
-            m->users = p;
-            m->capu = cap;
-        }
-        memset(m->users + m->nu, 0, (size_t)(u + 1 - m->nu) * sizeof *m->users);
-        m->nu = u + 1;
+static muser_t *user_grow(rec_mem_t *m, uint32_t u) {
+    if (u >= m->capu) {
+        uint32_t cap = m->capu ? m->capu : 256;
+        while (cap <= u) cap *= 2;
+        muser_t *p = realloc(m->users, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        m->users = p;
+        m->capu = cap;
     }
+    memset(m->users + m->nu, 0, (size_t)(u + 1 - m->nu) * sizeof *m->users);
+    m->nu = u + 1;
     return &m->users[u];
 }
 
-static mitem_t *item_at(rec_mem_t *m, uint32_t i) {
-    if (i >= m->ni) {
-        if (i >= m->capi) {
-            uint32_t cap = m->capi ? m->capi : 256;
-            while (cap <= i) cap *= 2;
-            mitem_t *p = realloc(m->items, (size_t)cap * sizeof *p);
-            if (!p) return NULL;
-            m->items = p;
-            m->capi = cap;
-        }
-        memset(m->items + m->ni, 0, (size_t)(i + 1 - m->ni) * sizeof *m->items);
-        for (uint32_t x = m->ni; x <= i; x++) m->items[x].cat_row = -1;
-        m->ni = i + 1;
+static mitem_t *item_grow(rec_mem_t *m, uint32_t i) {
+    if (i >= m->capi) {
+        uint32_t cap = m->capi ? m->capi : 256;
+        while (cap <= i) cap *= 2;
+        mitem_t *p = realloc(m->items, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        m->items = p;
+        m->capi = cap;
     }
+    memset(m->items + m->ni, 0, (size_t)(i + 1 - m->ni) * sizeof *m->items);
+    for (uint32_t x = m->ni; x <= i; x++) m->items[x].cat_row = -1;
+    m->ni = i + 1;
     return &m->items[i];
 }
 
@@ -456,6 +452,17 @@ static void pop_moved(rec_mem_t *m, uint32_t i) {
     }
     p[x] = e;
     m->pop_at[i] = x;
+}
+
+/* The row of user u / item i, grown to hold it (zeroed); NULL on OOM. The
+ * common case, a row that exists, inline: apply_one asks several times per
+ * delta. */
+static inline muser_t *user_at(rec_mem_t *m, uint32_t u) {
+    return u < m->nu ? &m->users[u] : user_grow(m, u);
+}
+
+static inline mitem_t *item_at(rec_mem_t *m, uint32_t i) {
+    return i < m->ni ? &m->items[i] : item_grow(m, i);
 }
 
 static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
