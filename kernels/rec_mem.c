@@ -90,10 +90,11 @@ static void map_free(u32map_t *m) {
  * entry, or learns it has none, through idx, an open-addressing index from
  * id to slot, in one or two cache lines whatever k is (a scan of the ids
  * touched k / 16 lines and was most of an offer's cost). ord holds the
- * slots best first; it is re-sorted on read when the list changed (few
- * moves: the last read sorted it), so reading an unchanged list is a copy.
- * The slot of the worst entry is cached (-1: unknown), so that an offer
- * below it costs the index probe only. */
+ * slots best first and srt the entries in that order; both are re-sorted
+ * on read when the list changed (few moves: the last read sorted them), so
+ * reading an unchanged list is one memcpy. The worst entry's slot, score
+ * and id are cached (slot -1: unknown), so that an offer below it costs
+ * the index probe only. */
 typedef struct topk {
     uint32_t *ids; /* one allocation: idx[imask + 1], srt[k], ids[k], sc[k], ord[k] */
     float *sc;
@@ -202,7 +203,9 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         t->sc = (float *)(t->ids + k);
         t->ord = (uint16_t *)(t->sc + k);
         t->imask = icap - 1;
-        topk_clear(t);
+        t->n = 0; /* the index is already zero (calloc) */
+        t->worst = -1;
+        t->sorted = 1;
     }
     const uint32_t h = mix32(id);
     const int p = idx_find(t, id, h);
