@@ -27,12 +27,6 @@ static void state_usage(FILE *out) {
             "               dropped entries leave the state)\n");
 }
 
-static uint64_t fnv1a(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t k = 0; k < n; k++) h = (h ^ p[k]) * 0x100000001b3ULL;
-    return h;
-}
-
 int cmd_recommend_state(int argc, char **argv) {
     const char *overrides[256], *out_path = NULL;
     cli_opts_t opts = {NULL, overrides, 0};
@@ -120,7 +114,7 @@ int cmd_recommend_state(int argc, char **argv) {
            group, (unsigned long long)in.seq, (unsigned long long)in.snap_seq,
            (unsigned long long)in.replayed, rec_mem_user_count(rlog_mem(l)),
            rec_mem_item_count(rlog_mem(l)), rec_mem_pair_count(rlog_mem(l)), b.len,
-           (unsigned long long)fnv1a(b.data, b.len));
+           (unsigned long long)rlog_fnv64(b.data, b.len));
     rc = 0;
 done:
     free(b.data);

@@ -338,9 +338,7 @@ static int tail(rlog_t *l, store_t *s, char *errstr, size_t n) {
 static int read_head(rlog_t *l, store_t *s, uint64_t *seq, char *nonce, size_t nn, char *errstr,
                      size_t n);
 
-/* FNV-1a over n bytes: the snapshot's checksum, as `reel recommend state`
- * prints it. */
-static uint64_t fnv1a(const unsigned char *p, size_t n) {
+uint64_t rlog_fnv64(const unsigned char *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t k = 0; k < n; k++) h = (h ^ p[k]) * 0x100000001b3ULL;
     return h;
@@ -404,7 +402,7 @@ static int reload(rlog_t *l, store_t *s, char *errstr, size_t n) {
         /* rec_mem_load refuses what is malformed, but a flipped bit in a
          * counter loads as another valid state: the pointer's checksum
          * (absent in snapshots written before it) tells them apart. */
-        uint64_t got = fnv1a(data, have);
+        uint64_t got = rlog_fnv64(data, have);
         if (fields == 4 && got != (uint64_t)sum) {
             free(data);
             snprintf(errstr, n,
@@ -667,7 +665,7 @@ int rlog_snapshot(rlog_t *l, store_t *s, char *errstr, size_t errstr_size) {
     snprintf(seq_s, sizeof seq_s, "%" PRIu64, l->seq);
     snprintf(chunks_s, sizeof chunks_s, "%zu", chunks);
     snprintf(bytes_s, sizeof bytes_s, "%zu", b.len);
-    snprintf(sum_s, sizeof sum_s, "%016" PRIx64, fnv1a(b.data, b.len));
+    snprintf(sum_s, sizeof sum_s, "%016" PRIx64, rlog_fnv64(b.data, b.len));
     redisReply *r =
         store_command(s, errstr, errstr_size, "EVAL %s 2 %s %s %s %s %s %s %s", swap_lua,
                       key(l, mk, sizeof mk, "msnap"), key(l, lk, sizeof lk, "mlog"), seq_s,

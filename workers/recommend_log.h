@@ -74,6 +74,10 @@ int rlog_snapshot(rlog_t *l, store_t *s, char *errstr, size_t errstr_size);
 int rlog_drop_from(rlog_t *l, store_t *s, uint64_t from, uint64_t *dropped, char *errstr,
                    size_t errstr_size);
 
+/* FNV-1a (64 bits) over n bytes: a snapshot's checksum in msnap, and the
+ * state hash `reel recommend state` prints, so the two can be compared. */
+uint64_t rlog_fnv64(const unsigned char *p, size_t n);
+
 /* What the log holds, for `reel recommend state` and the logs. */
 typedef struct rlog_info {
     uint64_t seq;      /* entries the state covers */
