@@ -30,6 +30,14 @@ tail -n +701 "$SAMPLE" >"$WORK/test.tsv"
     >"$WORK/train.json" 2>"$WORK/train.err" || fail "train sentiment failed"
 "$REEL" train sentiment --data "$WORK/train.tsv" --model nb --out "$WORK/nb.rsnt" \
     >>"$WORK/train.json" 2>>"$WORK/train.err" || fail "train sentiment nb failed"
+# Cross-validation of the lstm recipe (tiny shapes): its default weight
+# averaging yields to --early-stop instead of refusing the pair.
+"$REEL" eval sentiment --data "$WORK/train.tsv" --model lstm --folds 5 --max-folds 1 --epochs 2 \
+    --dim 8 --hidden 8 --early-stop 0.2 --quiet >"$WORK/cv.json" 2>"$WORK/cv.err" ||
+    fail "eval sentiment --model lstm --early-stop failed: $(cat "$WORK/cv.err")"
+grep -q '"accuracy":' "$WORK/cv.json" || fail "no accuracy from eval sentiment: $(cat "$WORK/cv.json")"
+grep -q 'early stopping kept epoch [12] of 2' "$WORK/cv.err" ||
+    fail "early stopping did not report its epoch: $(cat "$WORK/cv.err")"
 # Embeddings with output vectors, so the worker can keep training them.
 cut -f2 "$SAMPLE" >"$WORK/corpus.txt"
 "$REEL" train embeddings --corpus "$WORK/corpus.txt" --dim 16 --min-count 2 --epochs 1 \

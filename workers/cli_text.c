@@ -199,6 +199,9 @@ static sent_params_t kind_params(int kind, const text_opts_t *o, const sent_para
     if (o->set_snapshots) p.snapshots = given.snapshots;
     if (o->set_nb_init) p.nb_init = given.nb_init;
     if (o->set_bidir) p.bidir = given.bidir;
+    /* Early stopping keeps the weights of one epoch, which averaging over
+     * epochs would blur: the lstm's default averaging yields to it. */
+    if (p.early_stop > 0 && !o->set_average) p.average = 0;
     return p;
 }
 

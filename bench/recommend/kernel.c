@@ -5,7 +5,8 @@
  *
  * Replays the first N (80000) MovieLens ratings of DIR/ratings.csv in
  * timestamp order as the worker does with recommend.state=memory and its
- * defaults (history cap 100): each event through rec_process_event and
+ * defaults (history cap 100, 50 neighbours per item; ITEM_K=K in the
+ * environment keeps K): each event through rec_process_event and
  * rec_mem_apply, and after every BATCH (200) events the top 10 of each
  * user the batch touched (rec_recommend, every source, the catalogue of
  * DIR/movies.csv loaded). Prints one JSON line: cpu seconds and events per
@@ -157,6 +158,8 @@ int main(int argc, char **argv) {
     rec_config_t cfg;
     rec_config_defaults(&cfg);
     cfg.epoch_ms = 1577836800000LL; /* the worker's recommend.decay.epoch.ms */
+    cfg.item_k = 50;                /* the worker's recommend.item.k */
+    if (getenv("ITEM_K")) cfg.item_k = atoi(getenv("ITEM_K"));
     if (getenv("RR")) cfg.refresh_ratio = (float)atof(getenv("RR"));
     rec_mem_t *mem = rec_mem_new(&cfg);
     rec_work_t *w = rec_work_new(&cfg);

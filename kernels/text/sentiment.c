@@ -38,9 +38,13 @@ sent_params_t sent_defaults(int kind) {
     p.dim = 100;
     p.hidden = 100;
     /* RNNs overfit 10k sentences within a few epochs (see docs/sentiment.md;
-     * snapshot and seed ensembles, weight averaging and mean+max pooling
-     * measured there did not beat one network). */
-    p.epochs = (kind == SENT_NBLR) ? 10 : 4;
+     * snapshot and seed ensembles and mean+max pooling measured there did
+     * not beat one network). The lstm kind trains 8 epochs and keeps the
+     * mean of its weights over every step of the last 3: on custrev, whose
+     * 3,400 training sentences give 4 epochs only ~420 steps, 10-fold
+     * accuracy over seeds 1-3 went from 79.12% to 80.67%; rt-polarity
+     * stayed where it was (79.21% -> 79.27%, seed 1). */
+    p.epochs = kind == SENT_NBLR ? 10 : kind == SENT_LSTM ? 8 : 4;
     p.batch = 32;
     p.min_count = 1;
     p.max_tokens = 100;
@@ -53,7 +57,7 @@ sent_params_t sent_defaults(int kind) {
     p.seed = 1;
     p.pool = RNN_POOL_MAX;
     p.nets = kind == SENT_BILSTM ? 2 : 1;
-    p.average = 0;
+    p.average = kind == SENT_LSTM ? 3 : 0;
     p.lr_decay = 1.0f;
     p.snapshots = 1;
     p.nb_init = 0;
