@@ -375,29 +375,31 @@ void rec_mem_destroy(rec_mem_t *m) {
     free(m);
 }
 
+/* rows (of size bytes each, *cap of them) made to hold row `need`, doubling
+ * from 256: the same pointer, a reallocated one (*cap updated), or NULL on
+ * OOM with rows and *cap unchanged. */
+static void *rows_reserve(void *rows, uint32_t *cap, uint32_t need, size_t size) {
+    if (need < *cap) return rows;
+    uint32_t c = *cap ? *cap : 256;
+    while (c <= need) c *= 2;
+    void *p = realloc(rows, (size_t)c * size);
+    if (p) *cap = c;
+    return p;
+}
+
 static muser_t *user_grow(rec_mem_t *m, uint32_t u) {
-    if (u >= m->capu) {
-        uint32_t cap = m->capu ? m->capu : 256;
-        while (cap <= u) cap *= 2;
-        muser_t *p = realloc(m->users, (size_t)cap * sizeof *p);
-        if (!p) return NULL;
-        m->users = p;
-        m->capu = cap;
-    }
+    muser_t *users = rows_reserve(m->users, &m->capu, u, sizeof *users);
+    if (!users) return NULL;
+    m->users = users;
     memset(m->users + m->nu, 0, (size_t)(u + 1 - m->nu) * sizeof *m->users);
     m->nu = u + 1;
     return &m->users[u];
 }
 
 static mitem_t *item_grow(rec_mem_t *m, uint32_t i) {
-    if (i >= m->capi) {
-        uint32_t cap = m->capi ? m->capi : 256;
-        while (cap <= i) cap *= 2;
-        mitem_t *p = realloc(m->items, (size_t)cap * sizeof *p);
-        if (!p) return NULL;
-        m->items = p;
-        m->capi = cap;
-    }
+    mitem_t *items = rows_reserve(m->items, &m->capi, i, sizeof *items);
+    if (!items) return NULL;
+    m->items = items;
     memset(m->items + m->ni, 0, (size_t)(i + 1 - m->ni) * sizeof *m->items);
     for (uint32_t x = m->ni; x <= i; x++) m->items[x].cat_row = -1;
     m->ni = i + 1;

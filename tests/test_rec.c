@@ -419,6 +419,14 @@ static int cmp_ref(const void *a, const void *b) {
                : ref_better(y->score, y->id, x->score, x->id);
 }
 
+/* got[0..n) holds exactly want[0..n), ids and scores, in order. */
+static void assert_same_scored(const rec_scored_t *got, const rec_scored_t *want, int n) {
+    for (int x = 0; x < n; x++) {
+        assert_int_equal(got[x].id, want[x].id);
+        assert_true(got[x].score == want[x].score);
+    }
+}
+
 static void test_topk_list_matches_model(void **state) {
     (void)state;
     const int ks[2] = {5, 200};
@@ -451,10 +459,7 @@ static void test_topk_list_matches_model(void **state) {
                 want[x] = (rec_scored_t){.id = ref[row].id[x], .score = ref[row].sc[x]};
             qsort(want, (size_t)nw, sizeof *want, cmp_ref);
             assert_int_equal(ng, nw < cap ? nw : cap);
-            for (int x = 0; x < ng; x++) {
-                assert_int_equal(got[x].id, want[x].id);
-                assert_true(got[x].score == want[x].score);
-            }
+            assert_same_scored(got, want, ng);
         }
         free(ref);
         free(got);
@@ -495,10 +500,7 @@ static void test_popularity_kept_in_order(void **state) {
         qsort(want, (size_t)nw, sizeof *want, cmp_ref);
         int ng = rd.popular(rd.ctx, got, NPOP);
         assert_int_equal(ng, nw);
-        for (int x = 0; x < ng; x++) {
-            assert_int_equal(got[x].id, want[x].id);
-            assert_true(got[x].score == want[x].score);
-        }
+        assert_same_scored(got, want, ng);
     }
     free(count);
     free(got);
