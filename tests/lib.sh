@@ -90,6 +90,19 @@ reel_opts() {
         "-X kafka.consumer.session.timeout.ms=6000 -X kafka.consumer.heartbeat.interval.ms=1000"
 }
 
+# metrics_port LOG [TRIES]: the port a worker started with metrics.port=0
+# bound, read from its log. A port the test picks itself can collide with
+# an ephemeral port the mock broker or Redis clients already hold.
+metrics_port() {
+    local port tries=${2:-100}
+    for _ in $(seq 1 "$tries"); do
+        port=$(sed -n 's/.*"event":"metrics_listening","msg":"port=\([0-9]*\).*/\1/p' "$1" | head -1)
+        [ -n "$port" ] && { echo "$port"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
+
 # gen_events N USERS SEED: N ViewingEvent JSON lines over USERS user ids.
 gen_events() {
     awk -v n="$1" -v users="$2" -v seed="${3:-1}" 'BEGIN {

@@ -87,11 +87,11 @@ if "$REEL" model remove sentiment 1 -X redis.url="$REDIS_URL" 2>/dev/null; then
 fi
 
 # reel health: exit 0 while a worker serves /healthz, 1 once it is gone.
-PORT=$((30000 + RANDOM % 20000))
 # shellcheck disable=SC2046
-"$REEL" run count $(reel_opts | sed 's/-X metrics.port=-1//') -X metrics.port=$PORT 2>"$WORK/health-worker.log" &
+"$REEL" run count $(reel_opts | sed 's/-X metrics.port=-1//') -X metrics.port=0 2>"$WORK/health-worker.log" &
 HW=$!
 BG_PIDS+=("$HW")
+PORT=$(metrics_port "$WORK/health-worker.log") || fail "the worker logged no metrics port"
 ok=0
 for _ in $(seq 1 100); do
     if "$REEL" health --port "$PORT" >"$WORK/health.out" 2>&1; then ok=1; break; fi

@@ -91,7 +91,7 @@ consume review-sentiment | jq -r '.value.model_version' | sort | uniq -c >"$WORK
     fail "sentiment outputs not all from v1: $(cat "$WORK/s_versions.txt")"
 grep -o 'sentiment model v[0-9]* refused: [^"]*' "$WORK/sentiment.log" | sort -u >"$WORK/s_reasons.txt"
 [ "$(wc -l <"$WORK/s_reasons.txt")" = "$NBAD" ] || fail "want $NBAD refusals, got $(cat "$WORK/s_reasons.txt")"
-MPORT=$(sed -n 's/.*"event":"metrics_listening","msg":"port=\([0-9]*\).*/\1/p' "$WORK/sentiment.log" | head -1)
+MPORT=$(metrics_port "$WORK/sentiment.log")
 curl -fsS "http://127.0.0.1:$MPORT/metrics" | has 'reel_model_info{worker="sentiment",version="sentiment-bow-v1"} 1' ||
     fail "reel_model_info does not show v1"
 # A good version after the refusals is served.

@@ -14,11 +14,11 @@ gen_events "$N" 1000 7 >"$WORK/events.jsonl"
 "$REEL" produce --topic viewing-events $(reel_opts) <"$WORK/events.jsonl" 2>"$WORK/produce.err" ||
     fail "produce failed"
 
-PORT=$((20000 + RANDOM % 20000))
 # shellcheck disable=SC2046
-"$REEL" run count $(reel_opts) -X metrics.port=$PORT 2>"$WORK/worker.log" &
+"$REEL" run count $(reel_opts) -X metrics.port=0 2>"$WORK/worker.log" &
 WORKER_PID=$!
 BG_PIDS+=("$WORKER_PID")
+PORT=$(metrics_port "$WORK/worker.log") || fail "the worker logged no metrics port"
 
 got=$(wait_for_count reel-count "$N" 300) || fail "only $got of $N records counted"
 log "counted $got records"

@@ -122,7 +122,7 @@ actual_counts acl-count >"$WORK/actual_acl.txt"
 cmp -s "$WORK/expected.txt" "$WORK/actual_pw.txt" || fail "password worker's counts differ"
 cmp -s "$WORK/expected.txt" "$WORK/actual_acl.txt" || fail "ACL worker's counts differ"
 [ "$(rcli CLIENT LIST | grep -c 'user=alice')" -ge 1 ] || fail "no connection as alice"
-MPORT=$(sed -n 's/.*"event":"metrics_listening","msg":"port=\([0-9]*\).*/\1/p' "$WORK/worker_pw.log" | head -1)
+MPORT=$(metrics_port "$WORK/worker_pw.log")
 [ -n "$MPORT" ] || fail "no metrics port in the log"
 curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$WORK/metrics.txt" || fail "no /metrics"
 curl -fsS "http://127.0.0.1:$MPORT/healthz" >"$WORK/healthz.txt" || fail "no /healthz"
