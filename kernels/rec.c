@@ -242,19 +242,20 @@ struct rec_work {
         float as, s;
     } * cb;
     size_t ncb, cbcap;
-    /* A sparse copy (rows of column, value) of the catalogue block, valid
-     * while the reader's catalogue_version, the block and its row count
-     * are those it was made from. */
-    uint32_t *csr_row; /* csr_n + 1 row starts */
-    uint8_t *csr_col;
-    float *csr_val;
-    size_t csr_n, csr_rcap, csr_nzcap;
-    const float *csr_of;
-    uint64_t csr_version;
-    int csr_ok;
+    /* A sparse copy of the catalogue block by column (each column's rows,
+     * ascending, and values), valid while the reader's catalogue_version,
+     * the block and its row count are those it was made from. By column:
+     * scoring then skips the features the user's profile lacks, and its
+     * adds into different rows are independent, where a row's dot product
+     * was one chain of dependent adds. */
+    uint32_t csc_start[REC_FEAT_DIM + 1];
+    uint32_t *csc_row;
+    float *csc_val;
+    size_t csc_n, csc_nzcap;
+    const float *csc_of;
+    uint64_t csc_version;
+    int csc_ok;
 };
-
-_Static_assert(REC_FEAT_DIM <= 256, "catalogue columns are stored as uint8_t");
 
 rec_work_t *rec_work_new(const rec_config_t *cfg) {
     rec_work_t *w = calloc(1, sizeof *w);
@@ -311,50 +312,53 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->cmark);
     free(w->cands);
     free(w->cb);
-    free(w->csr_row);
-    free(w->csr_col);
-    free(w->csr_val);
+    free(w->csc_row);
+    free(w->csc_val);
     free(w);
 }
 
 /* Brings w's sparse copy of the catalogue block F (n rows) up to version.
  * 0, or -1 out of memory (the caller scores the dense block). */
-static int csr_sync(rec_work_t *w, const float *F, size_t n, uint64_t version) {
-    if (w->csr_ok && w->csr_of == F && w->csr_n == n && w->csr_version == version) return 0;
-    w->csr_ok = 0;
+static int csc_sync(rec_work_t *w, const float *F, size_t n, uint64_t version) {
+    if (w->csc_ok && w->csc_of == F && w->csc_n == n && w->csc_version == version) return 0;
+    w->csc_ok = 0;
+    if (n > UINT32_MAX) return -1;
+    uint32_t count[REC_FEAT_DIM] = {0};
     size_t nz = 0;
-    for (size_t k = 0; k < n * REC_FEAT_DIM; k++) nz += F[k] != 0.0f;
-    if (n + 1 > w->csr_rcap) {
-        uint32_t *r = realloc(w->csr_row, (n + 1) * sizeof *r);
-        if (!r) return -1;
-        w->csr_row = r;
-        w->csr_rcap = n + 1;
-    }
-    if (nz > w->csr_nzcap || !w->csr_col) {
-        size_t cap = nz ? nz : 1;
-        uint8_t *c = realloc(w->csr_col, cap * sizeof *c);
-        if (c) w->csr_col = c;
-        float *v = realloc(w->csr_val, cap * sizeof *v);
-        if (v) w->csr_val = v;
-        if (!c || !v) return -1;
-        w->csr_nzcap = cap;
-    }
-    if (nz > UINT32_MAX) return -1;
-    size_t q = 0;
-    for (size_t r = 0; r < n; r++) {
-        w->csr_row[r] = (uint32_t)q;
-        const float *f = F + r * REC_FEAT_DIM;
+    for (size_t r = 0; r < n; r++)
         for (int c = 0; c < REC_FEAT_DIM; c++)
-            if (f[c] != 0.0f) {
-                w->csr_col[q] = (uint8_t)c;
-                w->csr_val[q++] = f[c];
+            if (F[r * REC_FEAT_DIM + c] != 0.0f) {
+                count[c]++;
+                nz++;
             }
+    if (nz > UINT32_MAX) return -1;
+    if (nz > w->csc_nzcap || !w->csc_row) {
+        size_t cap = nz ? nz : 1;
+        uint32_t *rows = realloc(w->csc_row, cap * sizeof *rows);
+        if (rows) w->csc_row = rows;
+        float *v = realloc(w->csc_val, cap * sizeof *v);
+        if (v) w->csc_val = v;
+        if (!rows || !v) return -1;
+        w->csc_nzcap = cap;
     }
-    w->csr_row[n] = (uint32_t)q;
-    w->csr_of = F;
-    w->csr_n = n;
-    w->csr_version = version;
-    w->csr_ok = 1;
+    uint32_t next[REC_FEAT_DIM];
+    w->csc_start[0] = 0;
+    for (int c = 0; c < REC_FEAT_DIM; c++) {
+        next[c] = w->csc_start[c];
+        w->csc_start[c + 1] = w->csc_start[c] + count[c];
+    }
+    for (size_t r = 0; r < n; r++)
+        for (int c = 0; c < REC_FEAT_DIM; c++) {
+            const float v = F[r * REC_FEAT_DIM + c];
+            if (v != 0.0f) {
+                w->csc_row[next[c]] = (uint32_t)r;
+                w->csc_val[next[c]++] = v;
+            }
+        }
+    w->csc_of = F;
+    w->csc_n = n;
+    w->csc_version = version;
+    w->csc_ok = 1;
     return 0;
 }
 
@@ -830,6 +834,20 @@ static void heap_down(rec_rec_t *h, int n, int x) {
         x = m;
     }
 }
+/* Offers r to the best n in out[0..nout), a min-heap once full. Returns
+ * the new count. */
+static int heap_offer(rec_rec_t *out, int nout, int n, rec_rec_t r) {
+    if (nout < n) {
+        out[nout++] = r;
+        if (nout == n)
+            for (int x = n / 2 - 1; x >= 0; x--) heap_down(out, n, x);
+    } else if (n > 0 && rec_better(&r, &out[0])) {
+        out[0] = r;
+        heap_down(out, n, 0);
+    }
+    return nout;
+}
+
 static int cmp_rec(const void *a, const void *b) {
     return rec_better(a, b) ? -1 : rec_better(b, a) ? 1 : 0;
 }
@@ -923,13 +941,17 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         /* Each candidate's threshold: its item_score_k-th neighbour. */
         for (uint32_t c = 0; c < ncand; c++) {
             const uint32_t j = w->cands[c];
-            int nk = sk ? rd->item_topk(cx, j, w->topk, sk) : 0;
-            w->thr[j] = sk && nk == sk ? w->topk[sk - 1].score : -INFINITY;
-            w->cmark[j] = 0;
             float cs = 0;
-            if (cfg->item_norm & REC_NORM_TARGET)
+            w->cmark[j] = 0;
+            if (sk && rd->item_topk_head) {
+                rd->item_topk_head(cx, j, sk, &w->thr[j], &cs);
+            } else {
+                int nk = sk ? rd->item_topk(cx, j, w->topk, sk) : 0;
+                w->thr[j] = sk && nk == sk ? w->topk[sk - 1].score : -INFINITY;
                 for (int y = 0; y < nk; y++)
                     if (w->topk[y].score > 0) cs += w->topk[y].score;
+            }
+            if (!(cfg->item_norm & REC_NORM_TARGET)) cs = 0;
             w->csum[j] = cs > 0 ? 1.0f / cs : 1.0f;
         }
         /* Candidate factors from the item statistics, read in blocks of w->st. */
@@ -960,22 +982,46 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         memcpy(nb, w->topk, (size_t)nk * sizeof *nb);
         for (int y = 0; y < nk; y++) {
             if (nb[y].score <= 0) continue;
-            int nv = rd->history(cx, nb[y].id, w->hist2, w->hcap + 1);
+            int nv;
+            const rec_hist_t *hv;
+            if (rd->history_view) {
+                hv = rd->history_view(cx, nb[y].id, &nv);
+            } else {
+                nv = rd->history(cx, nb[y].id, w->hist2, w->hcap + 1);
+                hv = w->hist2;
+            }
             const float sv =
                 cfg->user_sim_power != 1.0f ? powf(nb[y].score, cfg->user_sim_power) : nb[y].score;
             double vmax = 0; /* the neighbour's affinities, relative to their largest */
             if (cfg->user_aff_power != 0)
                 for (int x = 0; x < nv; x++)
-                    if (w->hist2[x].a > vmax) vmax = w->hist2[x].a;
+                    if (hv[x].a > vmax) vmax = hv[x].a;
             for (int x = 0; x < nv; x++) {
-                if (!(w->hist2[x].a > 0)) continue;
+                const uint32_t c = hv[x].item;
+                /* What credit() would drop, before its powf. */
+                if (!(hv[x].a > 0) || c >= w->ncap || w->ex[c]) continue;
                 float v = sv;
                 if (cfg->user_aff_power != 0)
-                    v *= powf((float)(w->hist2[x].a / vmax), cfg->user_aff_power);
-                credit(w, 1, w->hist2[x].item, v);
+                    v *= powf((float)(hv[x].a / vmax), cfg->user_aff_power);
+                credit(w, 1, c, v);
             }
         }
     }
+    if (sources & REC_SRC_POPULAR) {
+        int cap = cfg->pop_candidates + nh;
+        int np = rd->popular(cx, w->topk, cap);
+        for (int y = 0; y < np; y++)
+            if (w->topk[y].score > 0) credit(w, 3, w->topk[y].id, w->topk[y].score);
+    }
+    /* Content scores every catalogue row (most of them positive: items share
+     * genres). Crediting each like the other sources' few thousand
+     * candidates, then blending them, was a third of a recommendation's
+     * cost; instead a row whose item another source credited joins it, and
+     * the rest stay in cscore (0: not a candidate) for one dense pass after
+     * the blend. Same candidates, same scores (catalogue ids are distinct). */
+    size_t ncs = 0;
+    const uint32_t *cids = NULL;
+    float clo = INFINITY, chi = -INFINITY;
     if ((sources & REC_SRC_CONTENT) && nh > 0) {
         const float *F;
         const uint32_t *ids;
@@ -989,32 +1035,44 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
             any = 1;
         }
         if (any && rd->catalogue(cx, &F, &ids, &nc) == 0 && nc > 0) {
-            if (rd->catalogue_version && csr_sync(w, F, nc, rd->catalogue_version(cx)) == 0) {
-                for (size_t r = 0; r < nc; r++) {
-                    float dot = 0;
-                    for (uint32_t q = w->csr_row[r]; q < w->csr_row[r + 1]; q++)
-                        dot += w->csr_val[q] * w->prof[w->csr_col[q]];
-                    if (dot > 0) credit(w, 2, ids[r], dot);
+            if (nc > w->cscore_cap) {
+                float *c = realloc(w->cscore, nc * sizeof *c);
+                if (!c) goto oom;
+                w->cscore = c;
+                w->cscore_cap = nc;
+            }
+            float *cs = w->cscore;
+            if (rd->catalogue_version && csc_sync(w, F, nc, rd->catalogue_version(cx)) == 0) {
+                /* Column by column, in the order a row's dot product adds
+                 * them (a skipped column would add a zero): the same sums. */
+                memset(cs, 0, nc * sizeof *cs);
+                for (int f = 0; f < REC_FEAT_DIM; f++) {
+                    const float p = w->prof[f];
+                    if (p == 0) continue;
+                    for (uint32_t q = w->csc_start[f]; q < w->csc_start[f + 1]; q++)
+                        cs[w->csc_row[q]] += w->csc_val[q] * p;
                 }
             } else {
-                if (nc > w->cscore_cap) {
-                    float *c = realloc(w->cscore, nc * sizeof *c);
-                    if (!c) goto oom;
-                    w->cscore = c;
-                    w->cscore_cap = nc;
-                }
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nc, REC_FEAT_DIM, 1.0f, F,
-                            REC_FEAT_DIM, w->prof, 1, 0.0f, w->cscore, 1);
-                for (size_t r = 0; r < nc; r++)
-                    if (w->cscore[r] > 0) credit(w, 2, ids[r], w->cscore[r]);
+                            REC_FEAT_DIM, w->prof, 1, 0.0f, cs, 1);
             }
+            for (size_t r = 0; r < nc; r++) {
+                const float v = cs[r];
+                const uint32_t c = ids[r];
+                if (!(v > 0) || c >= w->ncap || w->ex[c]) {
+                    cs[r] = 0;
+                    continue;
+                }
+                if (v < clo) clo = v;
+                if (v > chi) chi = v;
+                if (w->src[c]) {
+                    credit(w, 2, c, v);
+                    cs[r] = 0;
+                }
+            }
+            ncs = nc;
+            cids = ids;
         }
-    }
-    if (sources & REC_SRC_POPULAR) {
-        int cap = cfg->pop_candidates + nh;
-        int np = rd->popular(cx, w->topk, cap);
-        for (int y = 0; y < np; y++)
-            if (w->topk[y].score > 0) credit(w, 3, w->topk[y].id, w->topk[y].score);
     }
 
     /* Normalise and blend. */
@@ -1034,6 +1092,11 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
                 used |= 1 << s;
             }
     }
+    if (clo <= chi) { /* the content candidates: the credited ones and those in cscore */
+        lo[2] = clo;
+        hi[2] = chi;
+        used |= 4;
+    }
     int single = used == 1 || used == 2 || used == 4 || used == 8;
     const int prior = rd->sentiment && cfg->sentiment_weight != 0;
     int nout = 0;
@@ -1052,16 +1115,25 @@ int rec_recommend(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_t *w
         }
         if (prior) score *= 1.0f + cfg->sentiment_weight * rd->sentiment(cx, c);
         rec_rec_t r = {c, score, w->src[c]};
-        if (nout < n) {
-            out[nout++] = r;
-            if (nout == n)
-                for (int x = n / 2 - 1; x >= 0; x--) heap_down(out, n, x);
-        } else if (n > 0 && rec_better(&r, &out[0])) {
-            out[0] = r;
-            heap_down(out, n, 0);
-        }
+        nout = heap_offer(out, nout, n, r);
         w->src[c] = 0;
         for (int s = 0; s < 4; s++) w->acc[s][c] = 0;
+    }
+    /* Candidates of content alone. */
+    for (size_t r = 0; r < ncs; r++) {
+        const float v = w->cscore[r];
+        if (!(v > 0)) continue;
+        const uint32_t c = cids[r];
+        float score = 0;
+        if (single) {
+            score += v;
+        } else {
+            float span = hi[2] - lo[2];
+            score += cfg->src_weight[2] * (span > 0 ? (v - lo[2]) / span : 1.0f);
+        }
+        if (prior) score *= 1.0f + cfg->sentiment_weight * rd->sentiment(cx, c);
+        rec_rec_t x = {c, score, REC_SRC_CONTENT};
+        nout = heap_offer(out, nout, n, x);
     }
     qsort(out, (size_t)nout, sizeof *out, cmp_rec);
     /* Clear the exclusion marks. */

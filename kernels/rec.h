@@ -254,6 +254,10 @@ typedef struct rec_reader {
     int (*event_seen)(void *ctx, uint32_t u, uint64_t h);
     /* hist[u], any order; returns the count (<= cap). */
     int (*history)(void *ctx, uint32_t u, rec_hist_t *out, int cap);
+    /* Optional (may be NULL): hist[u] in place, *n entries, valid until the
+     * next write to the state; user CF reads fifty neighbours' histories
+     * per user, and copying them cost more than reading them. */
+    const rec_hist_t *(*history_view)(void *ctx, uint32_t u, int *n);
     /* pair[row][cols[k]] -> out[k * REC_PF_N + f] for every f. */
     void (*pairs)(void *ctx, uint32_t row, const uint32_t *cols, int n, double *out);
     /* istat[items[k]] -> out[k * REC_IS_N + f]. */
@@ -266,13 +270,18 @@ typedef struct rec_reader {
     int (*consumers)(void *ctx, uint32_t i, rec_cons_t *out, int cap);
     /* itopk[i] / utopk[u], best first; returns the count (<= cap). */
     int (*item_topk)(void *ctx, uint32_t i, rec_scored_t *out, int cap);
+    /* Optional (may be NULL): of itopk[i]'s best k, the k-th score
+     * (-INFINITY when the list holds fewer) and the sum of the positive
+     * scores, as item_topk's copy would give them; item CF reads no more of
+     * each candidate's list. */
+    void (*item_topk_head)(void *ctx, uint32_t i, int k, float *kth, float *pos_sum);
     int (*user_topk)(void *ctx, uint32_t u, rec_scored_t *out, int cap);
     /* feat[i], REC_FEAT_DIM floats, or NULL when the item has none. */
     const float *(*features)(void *ctx, uint32_t i);
     /* The most popular items (by istat c), best first. */
     int (*popular)(void *ctx, rec_scored_t *out, int cap);
     /* The content candidate block: *n rows of REC_FEAT_DIM floats (row-major)
-     * and their item ids. The in-memory state returns every item with
+     * and their item ids, distinct. The in-memory state returns every item with
      * features; a worker with a large catalogue returns a subset (recent
      * items, so that new items get recommended). 0 ok. */
     int (*catalogue)(void *ctx, const float **feat, const uint32_t **ids, size_t *n);
@@ -296,7 +305,7 @@ typedef enum rec_op {
     REC_OP_SEEN_ADD,  /* a=user, key: add to seen[a]; drop the oldest beyond seen_cap */
     REC_OP_HIST_SET,  /* a=user, hist: hist[a][hist.item] = hist (insert or replace) */
     REC_OP_HIST_DEL,  /* a=user, b=item: delete hist[a][b] (eviction) */
-    REC_OP_PAIR_ADD,  /* a=row, b=col, f=REC_PF_*: pair[a][b].f += v */
+    REC_OP_PAIR_ADD,  /* a=row, b=col, f=REC_PF_*: pair[a][b].f += v (symmetric f: both orders) */
     REC_OP_ITEM_ADD,  /* a=item, f=REC_IS_*: istat[a].f += v (f=C: also pop[a] += v) */
     REC_OP_USER_ADD,  /* a=user: unorm[a] += v */
     REC_OP_UDOT_ADD,  /* a=user, b=user: udot[a][b] += v (emitted in both orders) */
@@ -431,7 +440,16 @@ float rec_sentiment_mean(double sum, double count, double prior_count);
 /* In-memory state                                                     */
 
 typedef struct rec_mem rec_mem_t;
+/* A new empty state the caller owns (rec_mem_destroy); NULL out of memory.
+ * It keeps each symmetric counter (user dot products, and the pair counters
+ * unless the Pearson fields are kept) once per unordered pair, and so
+ * relies on rec_process_event's deltas, which add such a counter in both
+ * orders: a delta applied in one order only is half ignored. */
 rec_mem_t *rec_mem_new(const rec_config_t *cfg);
+/* The same, but every counter is kept in the row a delta names, both
+ * orders apart: for a cache filled row by row (the recommend worker's
+ * overlay of the Redis keys, which are per row). */
+rec_mem_t *rec_mem_new_rowwise(const rec_config_t *cfg);
 void rec_mem_destroy(rec_mem_t *m);
 /* Applies deltas in order. Returns 0, -1 out of memory. */
 int rec_mem_apply(rec_mem_t *m, const rec_delta_t *d, size_t n);
@@ -466,7 +484,8 @@ typedef struct rec_buf {
  * order, which later updates depend on). Host byte order, marked in the
  * header. 0 ok, -1 out of memory. */
 int rec_mem_save(const rec_mem_t *m, rec_buf_t *out);
-/* Builds a state from rec_mem_save's bytes. The caps that size its rows
+/* Builds a state from rec_mem_save's bytes, in the layout it was saved in
+ * (rec_mem_new's or rec_mem_new_rowwise's). The caps that size its rows
  * (history, seen, consumers, item_k, user_k) and the pair fields must
  * match cfg. Returns a new state the caller owns (rec_mem_destroy), or NULL
  * with errstr (corrupt, truncated, other settings, out of memory). */

@@ -3,6 +3,7 @@
  * recommend worker keeps the same keys in Redis. */
 #include "kernels/rec.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,11 @@ typedef struct topk {
     int worst;
     float wsc;    /* the worst entry's score and id, when worst >= 0: an offer */
     uint32_t wid; /* below it is refused without touching the arrays */
-    int sorted;
+    /* topk_head's answer for head_k (0: none), kept while the list stays
+     * sorted: item CF asks it of a thousand candidates per user. */
+    uint16_t head_k;
+    uint8_t sorted;
+    float head_kth, head_sum;
 } topk_t;
 
 static inline int sc_better(float sa, uint32_t ia, float sb, uint32_t ib) {
@@ -151,6 +156,7 @@ static void topk_clear(topk_t *t) {
     t->n = 0;
     t->worst = -1;
     t->sorted = 1;
+    t->head_k = 0;
     if (t->idx) memset(t->idx, 0, ((size_t)t->imask + 1) * sizeof *t->idx);
 }
 
@@ -264,10 +270,10 @@ static int cmp_scored(const void *a, const void *b) {
                                                          : 0;
 }
 
-static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
-    int n = t->n;
-    if (n == 0 || cap <= 0) return 0;
-    if (!t->sorted) {
+/* Brings srt (and ord) to the entries' order, best first. */
+static void topk_sort(topk_t *t) {
+    const int n = t->n;
+    if (!t->sorted && n > 0) {
         /* The entries in the last read's order, then an insertion sort
          * (with their slots): only a few moved since, so close to one pass. */
         rec_scored_t *srt = t->srt;
@@ -288,14 +294,42 @@ static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
             srt[y + 1] = e;
             ord[y + 1] = slot;
         }
-        t->sorted = 1;
         t->worst = ord[n - 1];
         t->wsc = srt[n - 1].score;
         t->wid = srt[n - 1].id;
     }
+    t->sorted = 1;
+    t->head_k = 0;
+}
+
+static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
+    int n = t->n;
+    if (n == 0 || cap <= 0) return 0;
+    if (!t->sorted) topk_sort(t);
     if (n > cap) n = cap;
     memcpy(out, t->srt, (size_t)n * sizeof *out);
     return n;
+}
+
+/* The reader's item_topk_head (rec.h) of t. */
+static void topk_head(topk_t *t, int k, float *kth, float *pos_sum) {
+    if (k <= 0 || k > UINT16_MAX) {
+        *kth = -INFINITY;
+        *pos_sum = 0;
+        return;
+    }
+    if (!t->sorted) topk_sort(t);
+    if (t->head_k != k) {
+        const int n = t->n < k ? t->n : k;
+        float sum = 0;
+        for (int y = 0; y < n; y++)
+            if (t->srt[y].score > 0) sum += t->srt[y].score;
+        t->head_kth = n == k ? t->srt[k - 1].score : -INFINITY;
+        t->head_sum = sum;
+        t->head_k = (uint16_t)k;
+    }
+    *kth = t->head_kth;
+    *pos_sum = t->head_sum;
 }
 
 /* ------------------------------------------------------------------ */
@@ -317,13 +351,19 @@ typedef struct mitem {
     rec_cons_t *cons;
     int ncons;
     topk_t topk;
-    int64_t cat_row; /* row in the catalogue block, -1 none */
+    int32_t cat_row; /* row in the catalogue block, -1 none */
 } mitem_t;
 
 struct rec_mem {
     rec_config_t cfg;
     int stride;
     int slot[REC_PF_N]; /* field -> slot in a pair's values, -1 not kept */
+    /* Counters kept once per unordered pair, in the lower id's map under
+     * the higher id (rec_mem_new), instead of in both rows: the kernel
+     * emits a symmetric counter's increment in both orders, and writing
+     * the second row's map was a cache miss per history item. pairs_once
+     * only when every kept pair field is symmetric (not Pearson's). */
+    int pairs_once, dots_once;
     muser_t *users;
     uint32_t nu, capu;
     mitem_t *items;
@@ -341,15 +381,25 @@ struct rec_mem {
     size_t npairs;
 };
 
-rec_mem_t *rec_mem_new(const rec_config_t *cfg) {
+static rec_mem_t *mem_new(const rec_config_t *cfg, int once) {
     rec_mem_t *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->cfg = *cfg;
     unsigned pf = rec_config_fields(cfg);
     for (int f = 0; f < REC_PF_N; f++) m->slot[f] = (pf & REC_PFM(f)) ? m->stride++ : -1;
     if (m->stride == 0) m->stride = 1;
+    m->dots_once = once;
+    m->pairs_once = once && !(pf & (REC_PFM(REC_PF_RS) | REC_PFM(REC_PF_RQ)));
     m->pop_dirty = 1;
     return m;
+}
+
+rec_mem_t *rec_mem_new(const rec_config_t *cfg) {
+    return mem_new(cfg, 1);
+}
+
+rec_mem_t *rec_mem_new_rowwise(const rec_config_t *cfg) {
+    return mem_new(cfg, 0);
 }
 
 void rec_mem_destroy(rec_mem_t *m) {
@@ -507,6 +557,7 @@ static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
     case REC_OP_PAIR_ADD:
         if (d->f >= REC_PF_N || m->slot[d->f] < 0) return 0;
         if (!(it = item_at(m, d->a)) || !item_at(m, d->b)) return -1;
+        if (m->pairs_once && d->a > d->b) return 0; /* its mirror (b, a) adds the same */
         it = &m->items[d->a];
         {
             uint32_t before = it->pairs.n;
@@ -526,6 +577,7 @@ static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
         return 0;
     case REC_OP_UDOT_ADD:
         if (!user_at(m, d->b) || !(us = user_at(m, d->a))) return -1;
+        if (m->dots_once && d->a > d->b) return 0; /* its mirror (b, a) adds the same */
         if (!(v = map_put(&us->dots, d->b, 1))) return -1;
         v[0] += d->v;
         return 0;
@@ -563,20 +615,42 @@ static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
     }
 }
 
+/* The top-K lists d's offers go to: their headers, then their index
+ * slots, fetched for every delta before the first is applied (each offer
+ * is two dependent misses, to a list of its own). */
+static void prefetch_lists(const rec_mem_t *m, const rec_delta_t *d, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        if (d[k].op == REC_OP_ITOPK_SET && d[k].a < m->ni)
+            __builtin_prefetch(&m->items[d[k].a].topk);
+        else if (d[k].op == REC_OP_UTOPK_SET && d[k].a < m->nu)
+            __builtin_prefetch(&m->users[d[k].a].topk);
+    }
+    for (size_t k = 0; k < n; k++) {
+        const topk_t *t = NULL;
+        if (d[k].op == REC_OP_ITOPK_SET && d[k].a < m->ni)
+            t = &m->items[d[k].a].topk;
+        else if (d[k].op == REC_OP_UTOPK_SET && d[k].a < m->nu)
+            t = &m->users[d[k].a].topk;
+        if (t && t->idx) __builtin_prefetch(&t->idx[mix32(d[k].b) & t->imask]);
+    }
+}
+
 int rec_mem_apply(rec_mem_t *m, const rec_delta_t *d, size_t n) {
+    if (n > 32) prefetch_lists(m, d, n);
     for (size_t k = 0; k < n; k++)
         if (apply_one(m, &d[k]) < 0) return -1;
     return 0;
 }
 
 size_t rec_mem_pair_count(const rec_mem_t *m) {
-    return m->npairs;
+    return m->pairs_once ? 2 * m->npairs : m->npairs;
 }
 
 int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f) {
     mitem_t *it = item_at(m, item);
     if (!it) return -1;
     if (it->cat_row < 0) {
+        if (m->ncat >= INT32_MAX) return -1;
         if (m->ncat == m->capcat) {
             size_t cap = m->capcat ? m->capcat * 2 : 1024;
             float *c = realloc(m->cat, cap * REC_FEAT_DIM * sizeof *c);
@@ -587,7 +661,7 @@ int rec_mem_set_features(rec_mem_t *m, uint32_t item, const float *f) {
             m->cat_ids = ids;
             m->capcat = cap;
         }
-        it->cat_row = (int64_t)m->ncat;
+        it->cat_row = (int32_t)m->ncat;
         m->cat_ids[m->ncat++] = item;
     }
     memcpy(m->cat + (size_t)it->cat_row * REC_FEAT_DIM, f, REC_FEAT_DIM * sizeof *f);
@@ -629,13 +703,45 @@ static int r_history(void *ctx, uint32_t u, rec_hist_t *out, int cap) {
     return n;
 }
 
+static const rec_hist_t *r_history_view(void *ctx, uint32_t u, int *n) {
+    rec_mem_t *m = ctx;
+    *n = u < m->nu ? m->users[u].nh : 0;
+    return *n > 0 ? m->users[u].hist : NULL;
+}
+
+/* The counters of pair (row, col) as the reader returns them; NULL none. */
+static const double *pair_get(const rec_mem_t *m, uint32_t row, uint32_t col) {
+    if (m->pairs_once && row > col) {
+        uint32_t t = row;
+        row = col;
+        col = t;
+    }
+    return row < m->ni ? map_get(&m->items[row].pairs, col, m->stride) : NULL;
+}
+
 static void r_pairs(void *ctx, uint32_t row, const uint32_t *cols, int n, double *out) {
     rec_mem_t *m = ctx;
     memset(out, 0, (size_t)n * REC_PF_N * sizeof *out);
-    if (row >= m->ni) return;
-    const u32map_t *p = &m->items[row].pairs;
+    /* The lookups go to up to n maps (the lower id's): fetch their headers,
+     * then their first probe slots, for all of them before probing one,
+     * so that the misses overlap instead of following each other. */
+    if (m->pairs_once) {
+        for (int k = 0; k < n; k++) {
+            uint32_t lo = row < cols[k] ? row : cols[k];
+            if (lo < m->ni) __builtin_prefetch(&m->items[lo].pairs);
+        }
+        for (int k = 0; k < n; k++) {
+            uint32_t lo = row < cols[k] ? row : cols[k], hi = row ^ cols[k] ^ lo;
+            if (lo >= m->ni) continue;
+            const u32map_t *p = &m->items[lo].pairs;
+            if (!p->cap) continue;
+            uint32_t q = mix32(hi) & (p->cap - 1);
+            __builtin_prefetch(&p->keys[q]);
+            __builtin_prefetch(&p->vals[(size_t)q * m->stride]);
+        }
+    }
     for (int k = 0; k < n; k++) {
-        const double *v = map_get(p, cols[k], m->stride);
+        const double *v = pair_get(m, row, cols[k]);
         if (!v) continue;
         for (int f = 0; f < REC_PF_N; f++)
             if (m->slot[f] >= 0) out[k * REC_PF_N + f] = v[m->slot[f]];
@@ -657,7 +763,12 @@ static void r_user_norms(void *ctx, const uint32_t *users, int n, double *out) {
 static void r_user_dots(void *ctx, uint32_t u, const uint32_t *others, int n, double *out) {
     rec_mem_t *m = ctx;
     for (int k = 0; k < n; k++) {
-        const double *v = u < m->nu ? map_get(&m->users[u].dots, others[k], 1) : NULL;
+        uint32_t a = u, b = others[k];
+        if (m->dots_once && a > b) {
+            a = others[k];
+            b = u;
+        }
+        const double *v = a < m->nu ? map_get(&m->users[a].dots, b, 1) : NULL;
         out[k] = v ? v[0] : 0.0;
     }
 }
@@ -673,6 +784,16 @@ static int r_consumers(void *ctx, uint32_t i, rec_cons_t *out, int cap) {
 static int r_item_topk(void *ctx, uint32_t i, rec_scored_t *out, int cap) {
     rec_mem_t *m = ctx;
     return i < m->ni ? topk_read(&m->items[i].topk, out, cap) : 0;
+}
+
+static void r_item_topk_head(void *ctx, uint32_t i, int k, float *kth, float *pos_sum) {
+    rec_mem_t *m = ctx;
+    if (i < m->ni) {
+        topk_head(&m->items[i].topk, k, kth, pos_sum);
+    } else {
+        *kth = -INFINITY;
+        *pos_sum = 0;
+    }
 }
 
 static int r_user_topk(void *ctx, uint32_t u, rec_scored_t *out, int cap) {
@@ -720,12 +841,14 @@ rec_reader_t rec_mem_reader(rec_mem_t *m) {
         .ctx = m,
         .event_seen = r_event_seen,
         .history = r_history,
+        .history_view = r_history_view,
         .pairs = r_pairs,
         .item_stats = r_item_stats,
         .user_norms = r_user_norms,
         .user_dots = r_user_dots,
         .consumers = r_consumers,
         .item_topk = r_item_topk,
+        .item_topk_head = r_item_topk_head,
         .user_topk = r_user_topk,
         .features = r_features,
         .popular = r_popular,
@@ -737,28 +860,35 @@ rec_reader_t rec_mem_reader(rec_mem_t *m) {
     return r;
 }
 
+/* Offers j to i's list with the batch similarity of the counters fij, fji. */
+static int rebuild_offer(rec_mem_t *m, uint32_t i, uint32_t j, const double *fij,
+                         const double *fji) {
+    double s = rec_similarity(m->cfg.sim, fij, fji, m->items[i].st, m->items[j].st);
+    if (m->cfg.shrink > 0) {
+        double n = m->cfg.sim == REC_SIM_PEARSON ? fij[REC_PF_RN] : fij[REC_PF_C];
+        if (m->cfg.sim == REC_SIM_COSINE && fij[REC_PF_C] > 0) n = fij[REC_PF_C];
+        s *= n / (n + m->cfg.shrink);
+    }
+    return topk_set(&m->items[i].topk, m->cfg.item_k, j, (float)s);
+}
+
 int rec_mem_rebuild_item_topk(rec_mem_t *m) {
     double fij[REC_PF_N], fji[REC_PF_N];
+    for (uint32_t i = 0; i < m->ni; i++) topk_clear(&m->items[i].topk);
     for (uint32_t i = 0; i < m->ni; i++) {
-        mitem_t *it = &m->items[i];
-        topk_clear(&it->topk);
-        const u32map_t *p = &it->pairs;
+        const u32map_t *p = &m->items[i].pairs;
         for (uint32_t q = 0; q < p->cap; q++) {
             uint32_t j = p->keys[q];
             if (j == EMPTY || j >= m->ni) continue;
             const double *v = p->vals + (size_t)q * m->stride;
-            const double *w = map_get(&m->items[j].pairs, i, m->stride);
+            /* Kept once: this entry is both orders' (every field symmetric). */
+            const double *w = m->pairs_once ? v : map_get(&m->items[j].pairs, i, m->stride);
             for (int f = 0; f < REC_PF_N; f++) {
                 fij[f] = m->slot[f] >= 0 ? v[m->slot[f]] : 0.0;
                 fji[f] = m->slot[f] >= 0 && w ? w[m->slot[f]] : 0.0;
             }
-            double s = rec_similarity(m->cfg.sim, fij, fji, it->st, m->items[j].st);
-            if (m->cfg.shrink > 0) {
-                double n = m->cfg.sim == REC_SIM_PEARSON ? fij[REC_PF_RN] : fij[REC_PF_C];
-                if (m->cfg.sim == REC_SIM_COSINE && fij[REC_PF_C] > 0) n = fij[REC_PF_C];
-                s *= n / (n + m->cfg.shrink);
-            }
-            if (topk_set(&it->topk, m->cfg.item_k, j, (float)s) < 0) return -1;
+            if (rebuild_offer(m, i, j, fij, fji) < 0) return -1;
+            if (m->pairs_once && rebuild_offer(m, j, i, fji, fij) < 0) return -1;
         }
     }
     return 0;
@@ -852,7 +982,10 @@ uint32_t rec_mem_item_count(const rec_mem_t *m) {
 }
 
 #define SNAP_MAGIC "RMEM"
-#define SNAP_VERSION 1u
+/* Version 1: pair and dot counters in both rows (rec_mem_new_rowwise's
+ * layout, and every state's before 2026-11-29); 2: kept once (rec_mem_new). */
+#define SNAP_VERSION_ROWWISE 1u
+#define SNAP_VERSION_ONCE 2u
 #define SNAP_BYTE_ORDER 0x01020304u
 
 static int buf_put(rec_buf_t *b, const void *p, size_t n) {
@@ -948,7 +1081,8 @@ static void snap_settings(const rec_config_t *c, double out[SNAP_N_SETTINGS]) {
 
 int rec_mem_save(const rec_mem_t *m, rec_buf_t *out) {
     const rec_config_t *c = &m->cfg;
-    uint32_t version = SNAP_VERSION, order = SNAP_BYTE_ORDER;
+    uint32_t version = m->dots_once ? SNAP_VERSION_ONCE : SNAP_VERSION_ROWWISE;
+    uint32_t order = SNAP_BYTE_ORDER;
     int32_t caps[6] = {c->hist_cap, c->seen_cap, c->cons_cap, c->item_k, c->user_k, m->stride};
     uint32_t *keys = NULL, kcap = 0;
     if (buf_put(out, SNAP_MAGIC, 4) < 0) goto oom;
@@ -1027,13 +1161,17 @@ static int fits(const snap_in_t *in, uint64_t n, size_t each) {
     return n <= (uint64_t)(in->end - in->p) / each;
 }
 
-static int load_map(snap_in_t *in, u32map_t *m, int stride) {
+/* Keys are ascending, and above `floor` when the map holds each pair once
+ * (its owner's id; -1 none): a key at or below it would never be read. */
+static int load_map(snap_in_t *in, u32map_t *m, int stride, int64_t floor) {
     uint32_t n;
     if (take(in, &n, sizeof n) < 0 || !fits(in, n, 4 + (size_t)stride * 8)) return -1;
     uint32_t last = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t key;
-        if (take(in, &key, sizeof key) < 0 || key == EMPTY || (k > 0 && key <= last)) return -1;
+        if (take(in, &key, sizeof key) < 0 || key == EMPTY || (k > 0 && key <= last) ||
+            (int64_t)key <= floor)
+            return -1;
         last = key;
         double *v = map_put(m, key, stride);
         if (!v || take(in, v, (size_t)stride * sizeof *v) < 0) return -1;
@@ -1058,28 +1196,33 @@ static int load_topk(snap_in_t *in, topk_t *t, int k, uint32_t id_limit) {
 rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, char *errstr,
                         size_t errstr_size) {
     snap_in_t in = {data, (const unsigned char *)data + len, 0};
-    rec_mem_t *m = rec_mem_new(cfg);
+    char magic[4];
+    uint32_t version, order, nu, ni;
+    if (len < sizeof magic + sizeof version + sizeof order) {
+        snprintf(errstr, errstr_size, "snapshot truncated at byte %zu of %zu", len, len);
+        return NULL;
+    }
+    take(&in, magic, sizeof magic);
+    take(&in, &version, sizeof version);
+    take(&in, &order, sizeof order);
+    if (memcmp(magic, SNAP_MAGIC, 4) != 0) {
+        snprintf(errstr, errstr_size, "not a recommend state snapshot (bad magic)");
+        return NULL;
+    }
+    if ((version != SNAP_VERSION_ONCE && version != SNAP_VERSION_ROWWISE) ||
+        order != SNAP_BYTE_ORDER) {
+        snprintf(errstr, errstr_size, "snapshot version %u / byte order %#x not supported", version,
+                 order);
+        return NULL;
+    }
+    rec_mem_t *m = mem_new(cfg, version == SNAP_VERSION_ONCE);
     if (!m) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     const rec_config_t *c = &m->cfg;
-    char magic[4];
-    uint32_t version, order, nu, ni;
     int32_t caps[6];
     int slot[REC_PF_N];
-    TAKE(&in, magic);
-    if (memcmp(magic, SNAP_MAGIC, 4) != 0) {
-        snprintf(errstr, errstr_size, "not a recommend state snapshot (bad magic)");
-        goto fail;
-    }
-    TAKE(&in, version);
-    TAKE(&in, order);
-    if (version != SNAP_VERSION || order != SNAP_BYTE_ORDER) {
-        snprintf(errstr, errstr_size, "snapshot version %u / byte order %#x not supported", version,
-                 order);
-        goto fail;
-    }
     TAKE(&in, caps);
     TAKE(&in, slot);
     int32_t want[6] = {c->hist_cap, c->seen_cap, c->cons_cap, c->item_k, c->user_k, m->stride};
@@ -1143,7 +1286,8 @@ rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, c
         us->nseen = nseen;
         us->seen_head = head;
         TAKE(&in, us->n2);
-        if (load_map(&in, &us->dots, 1) < 0 || load_topk(&in, &us->topk, c->user_k, nu) < 0)
+        if (load_map(&in, &us->dots, 1, m->dots_once ? (int64_t)u : -1) < 0 ||
+            load_topk(&in, &us->topk, c->user_k, nu) < 0)
             goto corrupt;
     }
     for (uint32_t i = 0; i < ni; i++) {
@@ -1151,7 +1295,7 @@ rec_mem_t *rec_mem_load(const rec_config_t *cfg, const void *data, size_t len, c
         int32_t nc;
         TAKE(&in, it->st);
         uint32_t before = it->pairs.n;
-        if (load_map(&in, &it->pairs, m->stride) < 0) goto corrupt;
+        if (load_map(&in, &it->pairs, m->stride, m->pairs_once ? (int64_t)i : -1) < 0) goto corrupt;
         m->npairs += it->pairs.n - before;
         TAKE(&in, nc);
         if (nc < 0 || nc > c->cons_cap || !fits(&in, (uint64_t)nc, 20)) goto corrupt;

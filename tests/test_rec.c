@@ -883,6 +883,128 @@ static void test_multimodal_content_and_prior(void **state) {
     rec_mem_destroy(m);
 }
 
+/* Best first, ties to the higher id: the order rec_recommend returns. */
+static int rec_best_first(const void *pa, const void *pb) {
+    const rec_rec_t *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return a->item > b->item ? -1 : a->item < b->item;
+}
+
+/* The hybrid blend against a reference computed here from each source's
+ * own scores: min-max normalised per source over its candidates, weighted,
+ * times the sentiment prior, ranked by (score, id). Items 50..59 have no
+ * events (content is their only source) and some items have sentiment. The
+ * same answer without the reader's optional calls (the dense product for
+ * content, full list reads for item CF's thresholds, copied histories for
+ * user CF). */
+static void test_blend_matches_reference(void **state) {
+    (void)state;
+    enum { BU = 30, BI = 60, BEV = 700 };
+    rec_config_t cfg;
+    rec_config_defaults(&cfg);
+    cfg.hist_cap = 8;
+    cfg.item_score_k = 5;
+    cfg.sentiment_weight = 0.3f;
+    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_work_t *w = rec_work_new(&cfg);
+    rec_reader_t rd = rec_mem_reader(m);
+    rec_deltas_t ds = {0};
+    char reason[128], id[16];
+    const char *genres[] = {"Action", "Drama", "Comedy", "Horror", "Romance"};
+    float f[REC_FEAT_DIM];
+    uint64_t s = 2024;
+    for (uint32_t i = 0; i < BI; i++) {
+        const char *g[2] = {genres[i % 5], genres[(i / 5) % 5]};
+        rec_item_features(g, 1 + (int)(i % 2), NULL, 0, 1960 + (int)(i % 50), f);
+        assert_int_equal(rec_mem_set_features(m, i, f), 0);
+        if (i % 3 == 0) assert_int_equal(rec_mem_set_sentiment(m, i, (float)(i % 7) / 3 - 1), 0);
+    }
+    for (int k = 0; k < BEV; k++) {
+        snprintf(id, sizeof id, "b%d", k);
+        uint32_t a = (uint32_t)(rng(&s) % 50), b = (uint32_t)(rng(&s) % 50);
+        rec_event_t e = {.event_id = id,
+                         .user_id = "u",
+                         .item_id = "i",
+                         .user = (uint32_t)(rng(&s) % BU),
+                         .item = a < b ? a : b,
+                         .type = k % 4 ? REC_EV_PLAY : REC_EV_COMPLETE,
+                         .ts_ms = T0 + k * 1000LL};
+        ds.n = 0;
+        assert_int_equal(rec_process_event(&cfg, &rd, w, &e, &ds, reason, sizeof reason), 1);
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    rec_config_t raw = cfg;
+    raw.sentiment_weight = 0;
+    rec_reader_t plain = rd;
+    plain.catalogue_version = NULL;
+    plain.item_topk_head = NULL;
+    plain.history_view = NULL;
+    rec_rec_t all[BI], out[BI], out2[BI];
+    int content_only = 0;
+    for (uint32_t u = 0; u < BU; u++) {
+        /* Each source's raw scores (one source: not normalised). */
+        float v[4][BI];
+        uint8_t has[BI] = {0};
+        float lo[4], hi[4];
+        int used = 0;
+        for (int src = 0; src < 4; src++) {
+            lo[src] = INFINITY;
+            hi[src] = -INFINITY;
+            int n = rec_recommend(&raw, &rd, w, u, 1u << src, NULL, 0, all, BI);
+            assert_true(n >= 0);
+            for (int x = 0; x < n; x++) {
+                v[src][all[x].item] = all[x].score;
+                has[all[x].item] |= (uint8_t)(1u << src);
+                if (all[x].score < lo[src]) lo[src] = all[x].score;
+                if (all[x].score > hi[src]) hi[src] = all[x].score;
+                used |= 1 << src;
+            }
+        }
+        const int single = used == 1 || used == 2 || used == 4 || used == 8;
+        rec_rec_t ref[BI];
+        int nref = 0;
+        for (uint32_t c = 0; c < BI; c++) {
+            if (!has[c]) continue;
+            float score = 0;
+            for (int src = 0; src < 4; src++) {
+                if (!(has[c] & (1u << src))) continue;
+                if (single) {
+                    score += v[src][c];
+                } else {
+                    float span = hi[src] - lo[src];
+                    score += cfg.src_weight[src] * (span > 0 ? (v[src][c] - lo[src]) / span : 1.0f);
+                }
+            }
+            score *= 1.0f + cfg.sentiment_weight * rd.sentiment(rd.ctx, c);
+            ref[nref++] = (rec_rec_t){c, score, has[c]};
+        }
+        qsort(ref, (size_t)nref, sizeof *ref, rec_best_first);
+        /* The whole ranking, and the best 10 alone (the heap). */
+        int no = rec_recommend(&cfg, &rd, w, u, REC_SRC_ALL, NULL, 0, out, BI);
+        int no2 = rec_recommend(&cfg, &plain, w, u, REC_SRC_ALL, NULL, 0, out2, BI);
+        assert_int_equal(no, nref);
+        assert_int_equal(no2, no);
+        for (int x = 0; x < no; x++) {
+            assert_int_equal(out[x].item, ref[x].item);
+            assert_int_equal(out[x].sources, ref[x].sources);
+            assert_true(fabsf(out[x].score - ref[x].score) <= 1e-6f * fabsf(ref[x].score));
+            assert_int_equal(out2[x].item, out[x].item);
+            assert_true(out2[x].score == out[x].score);
+            content_only += out[x].sources == REC_SRC_CONTENT;
+        }
+        assert_int_equal(rec_recommend(&cfg, &rd, w, u, REC_SRC_ALL, NULL, 0, out2, 10),
+                         no < 10 ? no : 10);
+        for (int x = 0; x < no && x < 10; x++) {
+            assert_int_equal(out2[x].item, out[x].item);
+            assert_true(out2[x].score == out[x].score);
+        }
+    }
+    assert_true(content_only > BU); /* the dense pass's candidates were ranked */
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    rec_mem_destroy(m);
+}
+
 /* Shrinkage on cosine counts co-consumers, so the C counter is kept and a
  * pair's similarity is cos * n / (n + shrink), not 0. */
 static void test_cosine_shrinkage(void **state) {
@@ -1124,6 +1246,7 @@ int main(void) {
         cmocka_unit_test(test_history_cap_cold_start_and_sources),
         cmocka_unit_test(test_poster_block),
         cmocka_unit_test(test_multimodal_content_and_prior),
+        cmocka_unit_test(test_blend_matches_reference),
         cmocka_unit_test(test_cosine_shrinkage),
         cmocka_unit_test(test_asymmetric_cosine),
         cmocka_unit_test(test_inverse_user_frequency),

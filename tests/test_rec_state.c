@@ -249,11 +249,80 @@ static void test_load_refuses_bad_bytes(void **state) {
     rec_mem_destroy(m);
 }
 
+/* rec_mem_new keeps each symmetric counter once, rec_mem_new_rowwise in
+ * both rows: fed the same stream they answer every read the same (cosine,
+ * where every pair field is symmetric, and Pearson, whose pair fields stay
+ * in both rows). Each saves and loads in its own layout; a rowwise
+ * snapshot labelled as the compact one is refused (its maps hold keys
+ * below their row's id, which the compact layout never reads). */
+static void test_compact_equals_rowwise(void **state) {
+    (void)state;
+    for (int pearson = 0; pearson <= 1; pearson++) {
+        rec_config_t cfg;
+        small_config(&cfg);
+        if (pearson) cfg.sim = REC_SIM_PEARSON;
+        make_stream(31 + (uint64_t)pearson);
+        rec_mem_t *once = rec_mem_new(&cfg), *rows = rec_mem_new_rowwise(&cfg);
+        feed(&cfg, once, 0, NEV, 0);
+        feed(&cfg, rows, 0, NEV, 0);
+        rec_reader_t ro = rec_mem_reader(once), rr = rec_mem_reader(rows);
+        uint32_t all[NU > NI ? NU : NI];
+        for (uint32_t x = 0; x < (NU > NI ? NU : NI); x++) all[x] = x;
+        double po[NI * REC_PF_N], pr[NI * REC_PF_N], nonzero = 0;
+        for (uint32_t i = 0; i < NI; i++) {
+            ro.pairs(ro.ctx, i, all, NI, po);
+            rr.pairs(rr.ctx, i, all, NI, pr);
+            assert_memory_equal(po, pr, sizeof po);
+            for (int k = 0; k < NI * REC_PF_N; k++) nonzero += po[k] != 0;
+        }
+        double dto[NU], dtr[NU];
+        for (uint32_t u = 0; u < NU; u++) {
+            ro.user_dots(ro.ctx, u, all, NU, dto);
+            rr.user_dots(rr.ctx, u, all, NU, dtr);
+            assert_memory_equal(dto, dtr, sizeof dto);
+            for (int k = 0; k < NU; k++) nonzero += dto[k] != 0;
+        }
+        assert_true(nonzero > NI + NU);
+        assert_int_equal(rec_mem_pair_count(once), rec_mem_pair_count(rows));
+        assert_same_recs(&cfg, once, rows);
+
+        rec_buf_t bo = save(once), br = save(rows);
+        if (!pearson) assert_true(bo.len < br.len);
+        char err[256];
+        rec_mem_t *lo = rec_mem_load(&cfg, bo.data, bo.len, err, sizeof err);
+        rec_mem_t *lr = rec_mem_load(&cfg, br.data, br.len, err, sizeof err);
+        assert_non_null(lo);
+        assert_non_null(lr);
+        rec_buf_t ao = save(lo), ar = save(lr);
+        assert_int_equal(ao.len, bo.len);
+        assert_memory_equal(ao.data, bo.data, bo.len);
+        assert_int_equal(ar.len, br.len);
+        assert_memory_equal(ar.data, br.data, br.len);
+        assert_same_recs(&cfg, lo, lr);
+
+        uint32_t version;
+        memcpy(&version, bo.data + 4, sizeof version);
+        memcpy(br.data + 4, &version, sizeof version);
+        err[0] = 0;
+        assert_null(rec_mem_load(&cfg, br.data, br.len, err, sizeof err));
+        assert_non_null(strstr(err, "corrupt"));
+        free(bo.data);
+        free(br.data);
+        free(ao.data);
+        free(ar.data);
+        rec_mem_destroy(lo);
+        rec_mem_destroy(lr);
+        rec_mem_destroy(once);
+        rec_mem_destroy(rows);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_equals_uninterrupted),
         cmocka_unit_test(test_save_is_canonical),
         cmocka_unit_test(test_load_refuses_bad_bytes),
+        cmocka_unit_test(test_compact_equals_rowwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1929,7 +1929,7 @@ static int overlay_begin(rstate_t *st, rt_ctx_t *ctx, char *errstr, size_t n) {
     /* Memory mode reads its own state: no overlay. */
     if (!st->log) {
         rec_mem_destroy(st->mem);
-        st->mem = rec_mem_new(&st->cfg);
+        st->mem = rec_mem_new_rowwise(&st->cfg);
         if (!st->mem) {
             snprintf(errstr, n, "out of memory");
             return -1;

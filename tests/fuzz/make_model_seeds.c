@@ -216,11 +216,12 @@ static void text_seeds(void) {
 }
 
 /* A recommend state snapshot (RMEM, what recommend.state=memory keeps in
- * Redis): 12 users, 8 items, small caps so that every list evicts. */
-static void rec_seeds(void) {
+ * Redis): 12 users, 8 items, small caps so that every list evicts. In each
+ * layout: counters kept once (rec_mem_new) and in both rows. */
+static void rec_seed(int rowwise, const char *name) {
     rec_config_t cfg;
     rec_fuzz_config(&cfg);
-    rec_mem_t *m = rec_mem_new(&cfg);
+    rec_mem_t *m = rowwise ? rec_mem_new_rowwise(&cfg) : rec_mem_new(&cfg);
     rec_work_t *w = rec_work_new(&cfg);
     if (!m || !w) die("rec_mem_new");
     rec_reader_t rd = rec_mem_reader(m);
@@ -244,7 +245,7 @@ static void rec_seeds(void) {
     }
     rec_buf_t b = {0};
     if (rec_mem_save(m, &b) < 0) die("rec_mem_save");
-    write_bytes("state.rmem", b.data, b.len);
+    write_bytes(name, b.data, b.len);
     free(b.data);
     rec_deltas_free(&ds);
     rec_work_destroy(w);
@@ -261,6 +262,7 @@ int main(int argc, char **argv) {
     svm_seeds();
     speech_seeds();
     text_seeds();
-    rec_seeds();
+    rec_seed(0, "state.rmem");
+    rec_seed(1, "state-rowwise.rmem");
     return 0;
 }
