@@ -463,7 +463,8 @@ int rec_mem_set_sentiment(rec_mem_t *m, uint32_t item, float s);
 /* Recomputes every item's top-K list from the full pair counters (the batch
  * answer the incremental lists approximate; see rec_process_event). */
 int rec_mem_rebuild_item_topk(rec_mem_t *m);
-/* Number of stored pair entries (all rows), for reporting. */
+/* Number of item pairs with counters, each order counted (as if every row
+ * kept its own), for reporting. */
 size_t rec_mem_pair_count(const rec_mem_t *m);
 /* Users and items the state has rows for (one past the largest id). */
 uint32_t rec_mem_user_count(const rec_mem_t *m);

@@ -97,11 +97,14 @@ static void map_free(u32map_t *m) {
  * and id are cached (slot -1: unknown), so that an offer below it costs
  * the index probe only. */
 typedef struct topk {
-    uint32_t *ids; /* one allocation: idx[imask + 1], srt[k], ids[k], sc[k], ord[k] */
+    uint32_t *ids;
     float *sc;
     uint16_t *ord;     /* slots, best first as of the last read */
     rec_scored_t *srt; /* the entries in that order: what a read copies */
-    uint64_t *idx;     /* id << 16 | (slot + 1); 0 free */
+    /* From here on, what refusing an offer reads (in one cache line of an
+     * item row, mitem_t). One allocation: idx[imask + 1], srt[k], ids[k],
+     * sc[k], ord[k]; NULL until the first offer. */
+    uint64_t *idx; /* id << 16 | (slot + 1); 0 free */
     uint32_t imask;
     int n;
     int worst;
@@ -198,7 +201,7 @@ static void idx_delete(topk_t *t, uint32_t p) {
 static int topk_set(topk_t *t, int k, uint32_t id, float score) {
     if (k <= 0) return 0;
     if (k > 65535) return -1;
-    if (!t->ids) {
+    if (!t->idx) {
         uint32_t icap = 8;
         while (icap < 2 * (uint32_t)k) icap *= 2; /* load <= 1/2 */
         char *b = calloc(1, icap * sizeof(uint64_t) + (size_t)k * 18);
@@ -345,14 +348,20 @@ typedef struct muser {
     topk_t topk;
 } muser_t;
 
+/* Two cache lines, the rows 64-byte aligned (rows_reserve): an event reads
+ * the statistics and pair map header of about a hundred items (the first
+ * line) and offers to their top-K lists (the header's offer fields, the
+ * second line). */
 typedef struct mitem {
     double st[REC_IS_N];
     u32map_t pairs; /* stride = number of maintained fields */
     rec_cons_t *cons;
     int ncons;
-    topk_t topk;
     int32_t cat_row; /* row in the catalogue block, -1 none */
+    topk_t topk;
 } mitem_t;
+
+_Static_assert(sizeof(void *) != 8 || sizeof(mitem_t) == 128, "an item row is two cache lines");
 
 struct rec_mem {
     rec_config_t cfg;
@@ -425,20 +434,26 @@ void rec_mem_destroy(rec_mem_t *m) {
     free(m);
 }
 
-/* rows (of size bytes each, *cap of them) made to hold row `need`, doubling
- * from 256: the same pointer, a reallocated one (*cap updated), or NULL on
- * OOM with rows and *cap unchanged. */
-static void *rows_reserve(void *rows, uint32_t *cap, uint32_t need, size_t size) {
+/* rows (of size bytes each, *cap of them, the first `used` in use) made to
+ * hold row `need`, doubling from 256, 64-byte aligned so that a row's
+ * fields sit in the cache lines its layout intends: the same pointer, a new
+ * one (the rows in use moved, the old freed, *cap updated), or NULL on OOM
+ * with rows and *cap unchanged. */
+static void *rows_reserve(void *rows, uint32_t *cap, uint32_t used, uint32_t need, size_t size) {
     if (need < *cap) return rows;
     uint32_t c = *cap ? *cap : 256;
     while (c <= need) c *= 2;
-    void *p = realloc(rows, (size_t)c * size);
-    if (p) *cap = c;
+    size_t bytes = ((size_t)c * size + 63) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return NULL;
+    if (used > 0) memcpy(p, rows, (size_t)used * size);
+    free(rows);
+    *cap = c;
     return p;
 }
 
 static muser_t *user_grow(rec_mem_t *m, uint32_t u) {
-    muser_t *users = rows_reserve(m->users, &m->capu, u, sizeof *users);
+    muser_t *users = rows_reserve(m->users, &m->capu, m->nu, u, sizeof *users);
     if (!users) return NULL;
     m->users = users;
     memset(m->users + m->nu, 0, (size_t)(u + 1 - m->nu) * sizeof *m->users);
@@ -447,7 +462,7 @@ static muser_t *user_grow(rec_mem_t *m, uint32_t u) {
 }
 
 static mitem_t *item_grow(rec_mem_t *m, uint32_t i) {
-    mitem_t *items = rows_reserve(m->items, &m->capi, i, sizeof *items);
+    mitem_t *items = rows_reserve(m->items, &m->capi, m->ni, i, sizeof *items);
     if (!items) return NULL;
     m->items = items;
     memset(m->items + m->ni, 0, (size_t)(i + 1 - m->ni) * sizeof *m->items);
@@ -621,9 +636,9 @@ static int apply_one(rec_mem_t *m, const rec_delta_t *d) {
 static void prefetch_lists(const rec_mem_t *m, const rec_delta_t *d, size_t n) {
     for (size_t k = 0; k < n; k++) {
         if (d[k].op == REC_OP_ITOPK_SET && d[k].a < m->ni)
-            __builtin_prefetch(&m->items[d[k].a].topk);
+            __builtin_prefetch(&m->items[d[k].a].topk.idx);
         else if (d[k].op == REC_OP_UTOPK_SET && d[k].a < m->nu)
-            __builtin_prefetch(&m->users[d[k].a].topk);
+            __builtin_prefetch(&m->users[d[k].a].topk.idx);
     }
     for (size_t k = 0; k < n; k++) {
         const topk_t *t = NULL;
