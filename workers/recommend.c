@@ -1446,6 +1446,10 @@ static int l_history(void *cx, uint32_t u, rec_hist_t *out, int cap) {
     const rec_reader_t *r = LOG_RD((rstate_t *)cx);
     return r->history(r->ctx, u, out, cap);
 }
+static const rec_hist_t *l_history_view(void *cx, uint32_t u, int *n) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    return r->history_view(r->ctx, u, n);
+}
 static void l_pairs(void *cx, uint32_t row, const uint32_t *cols, int n, double *out) {
     const rec_reader_t *r = LOG_RD((rstate_t *)cx);
     r->pairs(r->ctx, row, cols, n, out);
@@ -1469,6 +1473,10 @@ static int l_consumers(void *cx, uint32_t i, rec_cons_t *out, int cap) {
 static int l_item_topk(void *cx, uint32_t i, rec_scored_t *out, int cap) {
     const rec_reader_t *r = LOG_RD((rstate_t *)cx);
     return r->item_topk(r->ctx, i, out, cap);
+}
+static void l_item_topk_head(void *cx, uint32_t i, int k, float *kth, float *pos_sum) {
+    const rec_reader_t *r = LOG_RD((rstate_t *)cx);
+    r->item_topk_head(r->ctx, i, k, kth, pos_sum);
 }
 static int l_user_topk(void *cx, uint32_t u, rec_scored_t *out, int cap) {
     const rec_reader_t *r = LOG_RD((rstate_t *)cx);
@@ -2655,12 +2663,14 @@ static int recommend_init(const rt_env_t *env, void **state, char *errstr, size_
                 .ctx = st,
                 .event_seen = l_event_seen,
                 .history = l_history,
+                .history_view = l_history_view,
                 .pairs = l_pairs,
                 .item_stats = l_item_stats,
                 .user_norms = l_user_norms,
                 .user_dots = l_user_dots,
                 .consumers = l_consumers,
                 .item_topk = l_item_topk,
+                .item_topk_head = l_item_topk_head,
                 .user_topk = l_user_topk,
                 .features = o_features,
                 .popular = l_popular,
