@@ -201,10 +201,15 @@ static rec_delta_t *push(rec_deltas_t *ds, rec_op_t op, uint32_t a, uint32_t b) 
         ds->cap = cap;
     }
     rec_delta_t *d = &ds->d[ds->n++];
-    memset(d, 0, sizeof *d);
+    /* Every field but hist, which only REC_OP_HIST_SET reads and sets
+     * whole: half the record, written ~400 times per event. */
     d->op = (uint8_t)op;
+    d->f = 0;
     d->a = a;
     d->b = b;
+    d->v = 0;
+    d->t = 0;
+    d->key = 0;
     return d;
 }
 
@@ -220,6 +225,7 @@ struct rec_work {
     double *fij, *fji;    /* (hcap + kcap) * REC_PF_N */
     double *st;           /* (hcap + kcap + 1) * REC_IS_N */
     rec_scored_t *topk;   /* max(kcap, lcap, pop) */
+    int *heap;            /* kcap: the event item's list, worst first */
     rec_cons_t *cons;     /* ccap */
     uint32_t *uids;       /* ccap + lcap + 1 */
     double *dots, *norms; /* ccap + lcap + 1 */
@@ -233,9 +239,12 @@ struct rec_work {
     float *cscore;
     size_t cscore_cap;
     /* Item CF credits waiting for their candidate's threshold. */
-    float *thr;      /* ncap: the candidate's item_score_k-th score */
-    float *csum;     /* ncap: 1 / the candidate's neighbourhood mass (or 1) */
-    uint8_t *cmark;  /* ncap: candidate seen in this request */
+    float *thr;     /* ncap: the candidate's item_score_k-th score */
+    float *csum;    /* ncap: 1 / the candidate's neighbourhood mass (or 1) */
+    uint8_t *cmark; /* ncap: candidate seen in this request */
+    /* ncap: 1 + an event item's list member's index in topk, KPOS_DONE
+     * set once it is re-scored; 0 for the rest. */
+    uint32_t *kpos;
     uint32_t *cands; /* ncap: the distinct candidates */
     struct cf_credit {
         uint32_t j;
@@ -276,12 +285,13 @@ rec_work_t *rec_work_new(const rec_config_t *cfg) {
     w->fji = calloc(nr * REC_PF_N, sizeof *w->fji);
     w->st = calloc(nr * REC_IS_N, sizeof *w->st);
     w->topk = calloc(nt, sizeof *w->topk);
+    w->heap = calloc((size_t)w->kcap, sizeof *w->heap);
     w->cons = calloc((size_t)w->ccap, sizeof *w->cons);
     w->uids = calloc(nu, sizeof *w->uids);
     w->dots = calloc(nu, sizeof *w->dots);
     w->norms = calloc(nu, sizeof *w->norms);
     if (!w->hist || !w->hist2 || !w->ids || !w->chg || !w->fij || !w->fji || !w->st || !w->topk ||
-        !w->cons || !w->uids || !w->dots || !w->norms) {
+        !w->heap || !w->cons || !w->uids || !w->dots || !w->norms) {
         rec_work_destroy(w);
         return NULL;
     }
@@ -298,6 +308,7 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->fji);
     free(w->st);
     free(w->topk);
+    free(w->heap);
     free(w->cons);
     free(w->uids);
     free(w->dots);
@@ -310,6 +321,7 @@ void rec_work_destroy(rec_work_t *w) {
     free(w->thr);
     free(w->csum);
     free(w->cmark);
+    free(w->kpos);
     free(w->cands);
     free(w->cb);
     free(w->csc_row);
@@ -433,6 +445,25 @@ static inline int topk_better(float sa, uint32_t ia, float sb, uint32_t ib) {
     return sa > sb || (sa == sb && ia > ib);
 }
 
+#define KPOS_DONE 0x80000000u
+
+/* heap[0..n) indexes e as a binary heap with the worst entry (topk_better
+ * order) at its root; the entry at heap[x] may have got better. */
+static void worst_heap_down(const rec_scored_t *e, int *heap, int n, int x) {
+    const int at = heap[x];
+    for (;;) {
+        int c = 2 * x + 1;
+        if (c >= n) break;
+        if (c + 1 < n &&
+            topk_better(e[heap[c]].score, e[heap[c]].id, e[heap[c + 1]].score, e[heap[c + 1]].id))
+            c++;
+        if (!topk_better(e[at].score, e[at].id, e[heap[c]].score, e[heap[c]].id)) break;
+        heap[x] = heap[c];
+        x = c;
+    }
+    heap[x] = at;
+}
+
 static int in_ids(const uint32_t *ids, int n, uint32_t x) {
     for (int k = 0; k < n; k++)
         if (ids[k] == x) return 1;
@@ -488,6 +519,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
 
     /* Current counters of the touched pairs and items. */
     const int pearson = (pf & (REC_PFM(REC_PF_RS) | REC_PFM(REC_PF_RQ))) != 0;
+    const int pairs_once = (out->once & REC_ONCE_PAIRS) != 0;
     rd->pairs(cx, i, w->ids, no, w->fij);
     if (pearson) {
         for (int x = 0; x < no; x++) rd->pairs(cx, w->ids[x], &i, 1, w->fji + x * REC_PF_N);
@@ -532,6 +564,17 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         unsigned changed = 0;
         for (int f = 0; f < REC_PF_N; f++) {
             if (!(pf & REC_PFM(f))) continue;
+            if (pairs_once && f != REC_PF_RS && f != REC_PF_RQ) {
+                if (add_ij[f] != 0) { /* symmetric: add_ji[f] is the same */
+                    PUSH(REC_OP_PAIR_ADD, i < j ? i : j, i < j ? j : i);
+                    d->f = (uint8_t)f;
+                    d->v = add_ij[f];
+                    fij[f] += add_ij[f];
+                    fji[f] += add_ji[f];
+                    changed = 1;
+                }
+                continue;
+            }
             if (add_ij[f] != 0) {
                 PUSH(REC_OP_PAIR_ADD, i, j);
                 d->f = (uint8_t)f;
@@ -547,9 +590,8 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
                 changed = 1;
             }
         }
-        if (!pearson) { /* symmetric fields: fji mirrors fij */
-            memcpy(fji, fij, REC_PF_N * sizeof *fij);
-        }
+        /* Without Pearson's fields every add is symmetric, so fji still
+         * mirrors fij (a copy here stalled on the stores just made). */
         w->chg[x] = (uint8_t)changed;
     }
 
@@ -601,9 +643,11 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
      * full, below its worst) is not written. Marks: 1 member, 2 member
      * already re-scored. */
     if (work_size(w, rd->n_items(cx)) < 0) goto oom;
-    int nk = rd->item_topk(cx, i, w->topk, w->kcap);
+    /* What follows depends on the list's members, not on their order. */
+    int nk = rd->item_topk_any ? rd->item_topk_any(cx, i, w->topk, w->kcap)
+                               : rd->item_topk(cx, i, w->topk, w->kcap);
     for (int y = 0; y < nk; y++)
-        if (w->topk[y].id < w->ncap) w->cmark[w->topk[y].id] = 1;
+        if (w->topk[y].id < w->ncap) w->kpos[w->topk[y].id] = (uint32_t)y + 1;
     int npend = 0;
     for (int x = 0; x < no; x++) {
         if (!w->chg[x] && !row_changed) continue;
@@ -612,12 +656,11 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
             sim_of(cfg, w->fij + x * REC_PF_N, w->fji + x * REC_PF_N, si, w->st + x * REC_IS_N);
         PUSH(REC_OP_ITOPK_SET, j, i);
         d->v = s;
-        if (j < w->ncap && w->cmark[j]) {
+        if (j < w->ncap && w->kpos[j]) {
             PUSH(REC_OP_ITOPK_SET, i, j);
             d->v = s;
-            w->cmark[j] = 2;
-            for (int y = 0; y < nk; y++)
-                if (w->topk[y].id == j) w->topk[y].score = (float)s;
+            w->topk[(w->kpos[j] & ~KPOS_DONE) - 1].score = (float)s;
+            w->kpos[j] |= KPOS_DONE;
         } else {
             /* Offered below. The pair's counters are not needed any more:
              * keep its similarity in their first slot. */
@@ -631,7 +674,7 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         uint32_t *mids = w->ids + no; /* after the pending offers */
         for (int y = 0; y < nk; y++) {
             uint32_t m = w->topk[y].id;
-            if (m != i && !(m < w->ncap && w->cmark[m] == 2)) mids[nm++] = m;
+            if (m != i && !(m < w->ncap && (w->kpos[m] & KPOS_DONE))) mids[nm++] = m;
         }
         if (nm > 0) {
             double *fij = w->fij + (size_t)no * REC_PF_N, *fji = w->fji + (size_t)no * REC_PF_N;
@@ -656,9 +699,13 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         }
     }
     for (int y = 0; y < nk; y++)
-        if (w->topk[y].id < w->ncap) w->cmark[w->topk[y].id] = 0;
-    /* New offers to the event item's list. */
-    int worst = -1;
+        if (w->topk[y].id < w->ncap) w->kpos[w->topk[y].id] = 0;
+    /* New offers to the event item's list: one that beats the worst entry
+     * replaces it, as the store does; once the list is full its entries
+     * are kept in a heap, worst first (a new item's list takes most of a
+     * long history's offers, and a scan for the worst after each cost
+     * more than the rest of the event). */
+    int heaped = 0;
     for (int p = 0; p < npend; p++) {
         const int x = (int)w->ids[p];
         const uint32_t j = w->hist[x].item;
@@ -668,19 +715,17 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
         if (nk < w->kcap) {
             at = nk++;
         } else {
-            if (worst < 0) {
-                worst = 0;
-                for (int y = 1; y < nk; y++)
-                    if (topk_better(w->topk[worst].score, w->topk[worst].id, w->topk[y].score,
-                                    w->topk[y].id))
-                        worst = y;
+            if (!heaped) {
+                for (int y = 0; y < nk; y++) w->heap[y] = y;
+                for (int y = nk / 2 - 1; y >= 0; y--) worst_heap_down(w->topk, w->heap, nk, y);
+                heaped = 1;
             }
-            if (!topk_better(sf, j, w->topk[worst].score, w->topk[worst].id)) continue;
-            at = worst;
-            worst = -1;
+            at = w->heap[0];
+            if (!topk_better(sf, j, w->topk[at].score, w->topk[at].id)) continue;
         }
         w->topk[at].id = j;
         w->topk[at].score = sf;
+        if (heaped) worst_heap_down(w->topk, w->heap, nk, 0);
         PUSH(REC_OP_ITOPK_SET, i, j);
         d->v = s;
     }
@@ -710,11 +755,17 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
             double *dv = w->norms; /* scratch for the current dots */
             rd->user_dots(cx, u, w->uids + 1, nv, dv);
             for (int x = 0; x < nv; x++) {
-                double dd = delta * w->dots[1 + x];
-                PUSH(REC_OP_UDOT_ADD, u, w->uids[1 + x]);
-                d->v = dd;
-                PUSH(REC_OP_UDOT_ADD, w->uids[1 + x], u);
-                d->v = dd;
+                const double dd = delta * w->dots[1 + x];
+                const uint32_t v = w->uids[1 + x];
+                if (out->once & REC_ONCE_DOTS) {
+                    PUSH(REC_OP_UDOT_ADD, u < v ? u : v, u < v ? v : u);
+                    d->v = dd;
+                } else {
+                    PUSH(REC_OP_UDOT_ADD, u, v);
+                    d->v = dd;
+                    PUSH(REC_OP_UDOT_ADD, v, u);
+                    d->v = dd;
+                }
                 w->dots[1 + x] = dv[x] + dd;
             }
         }
@@ -807,6 +858,10 @@ static int work_size(rec_work_t *w, uint32_t n) {
     uint32_t *cands = realloc(w->cands, (size_t)cap * sizeof *cands);
     if (!cands) return -1;
     w->cands = cands;
+    uint32_t *kpos = realloc(w->kpos, (size_t)cap * sizeof *kpos);
+    if (!kpos) return -1;
+    w->kpos = kpos;
+    memset(w->kpos + w->ncap, 0, (size_t)(cap - w->ncap) * sizeof *kpos);
     w->ncap = cap;
     return 0;
 }

@@ -275,6 +275,11 @@ typedef struct rec_reader {
      * scores, as item_topk's copy would give them; item CF reads no more of
      * each candidate's list. */
     void (*item_topk_head)(void *ctx, uint32_t i, int k, float *kth, float *pos_sum);
+    /* Optional (may be NULL): itopk[i] in any order when it holds at most
+     * cap entries (else as item_topk). An event's update reads the whole
+     * list of its item and needs no order, and a list that other events'
+     * offers changed since its last read would be sorted for nothing. */
+    int (*item_topk_any)(void *ctx, uint32_t i, rec_scored_t *out, int cap);
     int (*user_topk)(void *ctx, uint32_t u, rec_scored_t *out, int cap);
     /* feat[i], REC_FEAT_DIM floats, or NULL when the item has none. */
     const float *(*features)(void *ctx, uint32_t i);
@@ -329,9 +334,18 @@ typedef struct rec_delta {
     rec_hist_t hist;
 } rec_delta_t;
 
+/* rec_deltas_t.once: for a consumer that keeps a symmetric counter once
+ * per unordered pair (rec_mem_new; rec_mem_once says which), the increment
+ * is written once, in the order (lower id, higher id), instead of in both:
+ * REC_ONCE_PAIRS the symmetric pair fields (not Pearson's REC_PF_RS and
+ * REC_PF_RQ), REC_ONCE_DOTS the user dot products. 0, both orders, is
+ * what a store with a row per id (Redis) needs. */
+enum { REC_ONCE_PAIRS = 1, REC_ONCE_DOTS = 2 };
+
 typedef struct rec_deltas {
     rec_delta_t *d;
     size_t n, cap;
+    unsigned once; /* REC_ONCE_* */
 } rec_deltas_t;
 
 void rec_deltas_free(rec_deltas_t *ds);
@@ -450,6 +464,9 @@ rec_mem_t *rec_mem_new(const rec_config_t *cfg);
  * orders apart: for a cache filled row by row (the recommend worker's
  * overlay of the Redis keys, which are per row). */
 rec_mem_t *rec_mem_new_rowwise(const rec_config_t *cfg);
+/* The REC_ONCE_* flags m's layout allows in rec_deltas_t.once: a delta
+ * list written with them is applied to m as the one with both orders. */
+unsigned rec_mem_once(const rec_mem_t *m);
 void rec_mem_destroy(rec_mem_t *m);
 /* Applies deltas in order. Returns 0, -1 out of memory. */
 int rec_mem_apply(rec_mem_t *m, const rec_delta_t *d, size_t n);

@@ -110,8 +110,9 @@ typedef struct topk {
     int worst;
     float wsc;    /* the worst entry's score and id, when worst >= 0: an offer */
     uint32_t wid; /* below it is refused without touching the arrays */
-    /* topk_head's answer for head_k (0: none), kept while the list stays
-     * sorted: item CF asks it of a thousand candidates per user. */
+    /* topk_head's answer for head_k (0: none), kept through changes that
+     * cannot move it (head_touch): item CF asks it of a thousand
+     * candidates per user, and most changes are at a list's tail. */
     uint16_t head_k;
     uint8_t sorted;
     float head_kth, head_sum;
@@ -196,6 +197,14 @@ static void idx_delete(topk_t *t, uint32_t p) {
     t->idx[p] = 0;
 }
 
+/* A change from score a to score b (either may be an entry's absence,
+ * -INFINITY) leaves topk_head's cached answer alone when both lie strictly
+ * below its k-th score: the best head_k entries and their scores stay. Most
+ * changes of a full list are at its tail. A NaN fails the test. */
+static inline void head_touch(topk_t *t, float a, float b) {
+    if (t->head_k && !(a < t->head_kth && b < t->head_kth)) t->head_k = 0;
+}
+
 /* ZADD row member score, then keep the best k. -1: out of memory, or k
  * beyond what a 16-bit slot holds (the settings allow 10000). */
 static int topk_set(topk_t *t, int k, uint32_t id, float score) {
@@ -224,6 +233,7 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         if (old == score) return 0;
         t->sc[x] = score;
         t->sorted = 0;
+        head_touch(t, old, score);
         if (t->worst >= 0) {
             if (x == t->worst) {
                 if (score > old)
@@ -246,6 +256,7 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         idx_insert(t, id, h, n);
         t->n = n + 1;
         t->sorted = 0;
+        head_touch(t, -INFINITY, score);
         if (n == 0 || (t->worst >= 0 && sc_better(t->wsc, t->wid, score, id))) {
             t->worst = n;
             t->wsc = score;
@@ -261,6 +272,7 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
         t->sc[w] = score;
         idx_insert(t, id, h, w);
         t->sorted = 0;
+        head_touch(t, t->wsc, score);
         t->worst = -1;
     }
     return 0;
@@ -302,7 +314,6 @@ static void topk_sort(topk_t *t) {
         t->wid = srt[n - 1].id;
     }
     t->sorted = 1;
-    t->head_k = 0;
 }
 
 static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
@@ -314,6 +325,17 @@ static int topk_read(topk_t *t, rec_scored_t *out, int cap) {
     return n;
 }
 
+/* The reader's item_topk_any (rec.h) of t: slot order, unless sorted. */
+static int topk_read_any(topk_t *t, rec_scored_t *out, int cap) {
+    const int n = t->n;
+    if (t->sorted || n > cap) return topk_read(t, out, cap);
+    for (int x = 0; x < n; x++) {
+        out[x].id = t->ids[x];
+        out[x].score = t->sc[x];
+    }
+    return n;
+}
+
 /* The reader's item_topk_head (rec.h) of t. */
 static void topk_head(topk_t *t, int k, float *kth, float *pos_sum) {
     if (k <= 0 || k > UINT16_MAX) {
@@ -321,8 +343,8 @@ static void topk_head(topk_t *t, int k, float *kth, float *pos_sum) {
         *pos_sum = 0;
         return;
     }
-    if (!t->sorted) topk_sort(t);
-    if (t->head_k != k) {
+    if (t->head_k != k) { /* kept through changes below it (head_touch) */
+        if (!t->sorted) topk_sort(t);
         const int n = t->n < k ? t->n : k;
         float sum = 0;
         for (int y = 0; y < n; y++)
@@ -405,6 +427,10 @@ static rec_mem_t *mem_new(const rec_config_t *cfg, int once) {
 
 rec_mem_t *rec_mem_new(const rec_config_t *cfg) {
     return mem_new(cfg, 1);
+}
+
+unsigned rec_mem_once(const rec_mem_t *m) {
+    return (m->pairs_once ? REC_ONCE_PAIRS : 0u) | (m->dots_once ? REC_ONCE_DOTS : 0u);
 }
 
 rec_mem_t *rec_mem_new_rowwise(const rec_config_t *cfg) {
@@ -801,6 +827,11 @@ static int r_item_topk(void *ctx, uint32_t i, rec_scored_t *out, int cap) {
     return i < m->ni ? topk_read(&m->items[i].topk, out, cap) : 0;
 }
 
+static int r_item_topk_any(void *ctx, uint32_t i, rec_scored_t *out, int cap) {
+    rec_mem_t *m = ctx;
+    return i < m->ni ? topk_read_any(&m->items[i].topk, out, cap) : 0;
+}
+
 static void r_item_topk_head(void *ctx, uint32_t i, int k, float *kth, float *pos_sum) {
     rec_mem_t *m = ctx;
     if (i < m->ni) {
@@ -864,6 +895,7 @@ rec_reader_t rec_mem_reader(rec_mem_t *m) {
         .consumers = r_consumers,
         .item_topk = r_item_topk,
         .item_topk_head = r_item_topk_head,
+        .item_topk_any = r_item_topk_any,
         .user_topk = r_user_topk,
         .features = r_features,
         .popular = r_popular,

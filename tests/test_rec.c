@@ -445,12 +445,34 @@ static void test_topk_list_matches_model(void **state) {
         assert_non_null(want);
         uint64_t s = 7 + (uint64_t)k;
         const uint32_t span = (uint32_t)k * 3; /* ids 0..span: most offers miss a full list */
+        const int head_k = k / 2 + 1; /* item CF's usual question, cached between changes */
         for (int step = 0; step < 30000; step++) {
             uint32_t row = (uint32_t)(rng(&s) % 3), id = (uint32_t)(rng(&s) % span);
-            float sc = (float)(rng(&s) % 40) / 8.0f;
+            float sc = (float)((int)(rng(&s) % 40) - 6) / 8.0f; /* ties, and some <= 0 */
             rec_delta_t d = {.op = REC_OP_ITOPK_SET, .a = row, .b = id, .v = sc};
             assert_int_equal(rec_mem_apply(m, &d, 1), 0);
             ref_set(&ref[row], k, id, sc);
+            if (rng(&s) % 2 == 0) {
+                /* The head (k-th score, sum of the positive ones) against the
+                 * model's sorted list, asked often so that the answer
+                 * cached by the list is kept through the changes after. */
+                int hk = rng(&s) % 8 == 0 ? 1 + (int)(rng(&s) % (uint64_t)k) : head_k;
+                int nw = ref[row].n;
+                for (int x = 0; x < nw; x++)
+                    want[x] = (rec_scored_t){.id = ref[row].id[x], .score = ref[row].sc[x]};
+                qsort(want, (size_t)nw, sizeof *want, cmp_ref);
+                float kth, sum, want_sum = 0;
+                for (int x = 0; x < hk && x < nw; x++)
+                    if (want[x].score > 0) want_sum += want[x].score;
+                rd.item_topk_head(rd.ctx, row, hk, &kth, &sum);
+                assert_true(kth == (nw >= hk ? want[hk - 1].score : -INFINITY));
+                assert_true(sum == want_sum);
+                /* The unordered read: the same entries. */
+                int na = rd.item_topk_any(rd.ctx, row, got, k);
+                assert_int_equal(na, nw);
+                qsort(got, (size_t)na, sizeof *got, cmp_ref);
+                assert_same_scored(got, want, na);
+            }
             if (rng(&s) % 8 != 0) continue;
             int cap = 1 + (int)(rng(&s) % (uint64_t)k);
             int ng = rd.item_topk(rd.ctx, row, got, cap);

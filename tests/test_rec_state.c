@@ -99,6 +99,34 @@ static void feed(const rec_config_t *cfg, rec_mem_t *m, int from, int to, int by
     rec_work_destroy(w);
 }
 
+/* Feeds every event into m, with the deltas' once flags and the reader as
+ * given; returns the number of deltas written. With once, no symmetric
+ * counter's increment is written in its mirrored order. */
+static size_t feed_with(const rec_config_t *cfg, rec_mem_t *m, unsigned once,
+                        const rec_reader_t *rd) {
+    rec_work_t *w = rec_work_new(cfg);
+    assert_non_null(w);
+    rec_deltas_t ds = {.once = once};
+    char reason[128];
+    size_t total = 0;
+    for (int k = 0; k < NEV; k++) {
+        ds.n = 0;
+        assert_true(rec_process_event(cfg, rd, w, &evs[k], &ds, reason, sizeof reason) >= 0);
+        for (size_t x = 0; x < ds.n; x++) {
+            const rec_delta_t *d = &ds.d[x];
+            if ((once & REC_ONCE_DOTS) && d->op == REC_OP_UDOT_ADD) assert_true(d->a < d->b);
+            if ((once & REC_ONCE_PAIRS) && d->op == REC_OP_PAIR_ADD && d->f != REC_PF_RS &&
+                d->f != REC_PF_RQ)
+                assert_true(d->a < d->b);
+        }
+        total += ds.n;
+        assert_int_equal(rec_mem_apply(m, ds.d, ds.n), 0);
+    }
+    rec_deltas_free(&ds);
+    rec_work_destroy(w);
+    return total;
+}
+
 static rec_buf_t save(const rec_mem_t *m) {
     rec_buf_t b = {0};
     assert_int_equal(rec_mem_save(m, &b), 0);
@@ -255,6 +283,40 @@ static void test_load_refuses_bad_bytes(void **state) {
  * in both rows). Each saves and loads in its own layout; a rowwise
  * snapshot labelled as the compact one is refused (its maps hold keys
  * below their row's id, which the compact layout never reads). */
+/* What the worker's memory mode writes and reads to save work (symmetric
+ * increments once, the event item's list unsorted, the lists' cached
+ * heads, neighbours' histories in place) ends in the same state, byte for
+ * byte, as both orders through a reader with only the required calls. */
+static void test_shortcuts_change_nothing(void **state) {
+    (void)state;
+    for (int pearson = 0; pearson <= 1; pearson++) {
+        rec_config_t cfg;
+        small_config(&cfg);
+        if (pearson) cfg.sim = REC_SIM_PEARSON;
+        make_stream(57 + (uint64_t)pearson);
+        rec_mem_t *fast = rec_mem_new(&cfg), *plain = rec_mem_new(&cfg);
+        assert_non_null(fast);
+        assert_non_null(plain);
+        const unsigned once = rec_mem_once(fast);
+        assert_int_equal(once, pearson ? REC_ONCE_DOTS : REC_ONCE_DOTS | REC_ONCE_PAIRS);
+        rec_reader_t rf = rec_mem_reader(fast), rp = rec_mem_reader(plain);
+        rp.item_topk_any = NULL;
+        rp.item_topk_head = NULL;
+        rp.history_view = NULL;
+        size_t nf = feed_with(&cfg, fast, once, &rf);
+        size_t np = feed_with(&cfg, plain, 0, &rp);
+        assert_true(nf < np);
+        rec_buf_t bf = save(fast), bp = save(plain);
+        assert_int_equal(bf.len, bp.len);
+        assert_memory_equal(bf.data, bp.data, bf.len);
+        assert_same_recs(&cfg, fast, plain);
+        free(bf.data);
+        free(bp.data);
+        rec_mem_destroy(fast);
+        rec_mem_destroy(plain);
+    }
+}
+
 static void test_compact_equals_rowwise(void **state) {
     (void)state;
     for (int pearson = 0; pearson <= 1; pearson++) {
@@ -323,6 +385,7 @@ int main(void) {
         cmocka_unit_test(test_save_is_canonical),
         cmocka_unit_test(test_load_refuses_bad_bytes),
         cmocka_unit_test(test_compact_equals_rowwise),
+        cmocka_unit_test(test_shortcuts_change_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -990,6 +990,7 @@ int cmd_eval_recommend(int argc, char **argv) {
     mem = rec_mem_new(&cfg);
     w = rec_work_new(&cfg);
     if (!mem || !w) goto oom;
+    ds.once = rec_mem_once(mem);
     if (items && load_items(items, &d, mem) < 0) goto done;
 
     /* Training replay, in timestamp order, through the incremental code. */

@@ -152,6 +152,7 @@ static int unpack_event(const unsigned char *p, const uint64_t lim[2], rec_event
 
 static int apply_event(rlog_t *l, const rec_event_t *ev, char *reason, size_t n) {
     l->ds.n = 0;
+    l->ds.once = rec_mem_once(l->mem); /* a loaded snapshot may be either layout */
     int r = rec_process_event(&l->cfg, &l->rd, l->work, ev, &l->ds, reason, n);
     if (r == 1 && rec_mem_apply(l->mem, l->ds.d, l->ds.n) < 0) {
         snprintf(reason, n, "out of memory");

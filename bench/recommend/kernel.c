@@ -167,6 +167,7 @@ int main(int argc, char **argv) {
     rec_rec_t out[10];
     uint32_t *touched = malloc(batch * sizeof *touched);
     if (!mem || !w || !touched) return 1;
+    ds.once = rec_mem_once(mem);
     snprintf(path, sizeof path, "%s/movies.csv", argv[1]);
     if (load_items(path, items, mem) < 0) return 1;
     rec_reader_t rd = rec_mem_reader(mem);
