@@ -274,7 +274,7 @@ static int topk_set(topk_t *t, int k, uint32_t id, float score) {
     if (t->worst < 0) topk_find_worst(t);
     const int w = t->worst;
     if (sc_better(score, id, t->wsc, t->wid)) {
-        idx_delete(t, (uint32_t)idx_find(t, t->ids[w], mix32(t->ids[w])));
+        idx_delete(t, (uint32_t)idx_find(t, t->wid, mix32(t->wid))); /* wid: ids[w], not re-read */
         t->ids[w] = id;
         t->sc[w] = score;
         idx_insert(t, id, h, w);
