@@ -102,10 +102,12 @@ static void map_free(u32map_t *m) {
  * and id are cached (slot -1: unknown), so that an offer below it costs
  * the index probe only. */
 typedef struct topk {
+    /* srt first: in an item row it shares the first cache line with the
+     * statistics, and only reads use it; offers use the rest. */
+    rec_scored_t *srt; /* the entries in order, best first: what a read copies */
+    uint16_t *ord;     /* their slots, as of the last read */
     uint32_t *ids;
     float *sc;
-    uint16_t *ord;     /* slots, best first as of the last read */
-    rec_scored_t *srt; /* the entries in that order: what a read copies */
     /* From here on, what refusing an offer reads (in one cache line of an
      * item row, mitem_t). One allocation: idx[imask + 1], srt[k], ids[k],
      * sc[k], ord[k]; NULL until the first offer. */
@@ -391,6 +393,8 @@ typedef struct mitem {
 } mitem_t;
 
 _Static_assert(sizeof(void *) != 8 || sizeof(mitem_t) == 128, "an item row is two cache lines");
+_Static_assert(sizeof(void *) != 8 || offsetof(mitem_t, topk) + offsetof(topk_t, ord) == 64,
+               "what an offer reads of an item row is in its second cache line");
 
 struct rec_mem {
     rec_config_t cfg;
