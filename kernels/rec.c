@@ -225,7 +225,7 @@ struct rec_work {
     double *fij, *fji;    /* (hcap + kcap) * REC_PF_N */
     double *st;           /* (hcap + kcap + 1) * REC_IS_N */
     rec_scored_t *topk;   /* max(kcap, lcap, pop) */
-    int *heap;            /* kcap: the event item's list, worst first */
+    int *heap;            /* kcap: indexes of topk, the event item's full list, worst first */
     rec_cons_t *cons;     /* ccap */
     uint32_t *uids;       /* ccap + lcap + 1 */
     double *dots, *norms; /* ccap + lcap + 1 */
@@ -640,8 +640,8 @@ int rec_process_event(const rec_config_t *cfg, const rec_reader_t *rd, rec_work_
     /* Item top-K. The event item's list is read and kept here as the store
      * will hold it after this event's writes (members re-scored first, then
      * new offers), so that an offer the store would reject at once (list
-     * full, below its worst) is not written. Marks: 1 member, 2 member
-     * already re-scored. */
+     * full, below its worst) is not written. A member is found through
+     * w->kpos, which gets KPOS_DONE once the member is re-scored. */
     if (work_size(w, rd->n_items(cx)) < 0) goto oom;
     /* What follows depends on the list's members, not on their order. */
     int nk = rd->item_topk_any ? rd->item_topk_any(cx, i, w->topk, w->kcap)
