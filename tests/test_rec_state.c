@@ -277,12 +277,6 @@ static void test_load_refuses_bad_bytes(void **state) {
     rec_mem_destroy(m);
 }
 
-/* rec_mem_new keeps each symmetric counter once, rec_mem_new_rowwise in
- * both rows: fed the same stream they answer every read the same (cosine,
- * where every pair field is symmetric, and Pearson, whose pair fields stay
- * in both rows). Each saves and loads in its own layout; a rowwise
- * snapshot labelled as the compact one is refused (its maps hold keys
- * below their row's id, which the compact layout never reads). */
 /* What the worker's memory mode writes and reads to save work (symmetric
  * increments once, the event item's list unsorted, the lists' cached
  * heads, neighbours' histories in place) ends in the same state, byte for
@@ -317,6 +311,12 @@ static void test_shortcuts_change_nothing(void **state) {
     }
 }
 
+/* rec_mem_new keeps each symmetric counter once, rec_mem_new_rowwise in
+ * both rows: fed the same stream they answer every read the same (cosine,
+ * where every pair field is symmetric, and Pearson, whose pair fields stay
+ * in both rows). Each saves and loads in its own layout; a rowwise
+ * snapshot labelled as the compact one is refused (its maps hold keys
+ * below their row's id, which the compact layout never reads). */
 static void test_compact_equals_rowwise(void **state) {
     (void)state;
     for (int pearson = 0; pearson <= 1; pearson++) {
