@@ -310,10 +310,11 @@ typedef enum rec_op {
     REC_OP_SEEN_ADD,  /* a=user, key: add to seen[a]; drop the oldest beyond seen_cap */
     REC_OP_HIST_SET,  /* a=user, hist: hist[a][hist.item] = hist (insert or replace) */
     REC_OP_HIST_DEL,  /* a=user, b=item: delete hist[a][b] (eviction) */
-    REC_OP_PAIR_ADD,  /* a=row, b=col, f=REC_PF_*: pair[a][b].f += v (symmetric f: both orders) */
+    REC_OP_PAIR_ADD,  /* a=row, b=col, f=REC_PF_*: pair[a][b].f += v (symmetric f: both orders,
+                       * or once with rec_deltas_t.once) */
     REC_OP_ITEM_ADD,  /* a=item, f=REC_IS_*: istat[a].f += v (f=C: also pop[a] += v) */
     REC_OP_USER_ADD,  /* a=user: unorm[a] += v */
-    REC_OP_UDOT_ADD,  /* a=user, b=user: udot[a][b] += v (emitted in both orders) */
+    REC_OP_UDOT_ADD,  /* a=user, b=user: udot[a][b] += v (both orders, or once: .once) */
     REC_OP_CONS_SET,  /* a=item, b=user, v=a_ui, t: cons[a][b] = (v, t) (t kept if present) */
     REC_OP_CONS_DEL,  /* a=item, b=user: delete cons[a][b] (eviction) */
     REC_OP_ITOPK_SET, /* a=row, b=member, v=score: itopk[a][b] = v, then keep the best item_k */
@@ -458,7 +459,8 @@ typedef struct rec_mem rec_mem_t;
  * It keeps each symmetric counter (user dot products, and the pair counters
  * unless the Pearson fields are kept) once per unordered pair, and so
  * relies on rec_process_event's deltas, which add such a counter in both
- * orders: a delta applied in one order only is half ignored. */
+ * orders (of which it applies the lower id's), or only in that one when
+ * written with rec_mem_once's flags. */
 rec_mem_t *rec_mem_new(const rec_config_t *cfg);
 /* The same, but every counter is kept in the row a delta names, both
  * orders apart: for a cache filled row by row (the recommend worker's
