@@ -276,6 +276,16 @@ rd_kafka_conf_t *rt_kafka_conf(const config_t *config, const char *role, char *e
     return conf;
 }
 
+void rt_kafka_conf_default(rd_kafka_conf_t *conf, const config_t *config, const char *role,
+                           const char *name, const char *value) {
+    char key[256], err[256];
+    snprintf(key, sizeof key, "kafka.%s", name);
+    if (config_get(config, key, NULL)) return;
+    snprintf(key, sizeof key, "kafka.%s.%s", role, name);
+    if (config_get(config, key, NULL)) return;
+    rd_kafka_conf_set(conf, name, value, err, sizeof err);
+}
+
 /* ---- producing: outputs and the DLQ ---- */
 
 /* Marks DLQ messages (their msg_opaque) for on_delivery(). */
@@ -1056,9 +1066,7 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
             goto fail;
         }
     }
-    if (!config_get(config, "kafka.linger.ms", NULL) &&
-        !config_get(config, "kafka.producer.linger.ms", NULL))
-        rd_kafka_conf_set(pconf, "linger.ms", "5", err, sizeof err);
+    rt_kafka_conf_default(pconf, config, "producer", "linger.ms", "5");
     rd_kafka_conf_set_dr_msg_cb(pconf, on_delivery);
     rd_kafka_conf_set_error_cb(pconf, on_kafka_error);
     rd_kafka_conf_set_opaque(pconf, ctx);

@@ -147,4 +147,10 @@ void rt_protect_secrets(const config_t *config);
 struct rd_kafka_conf_s *rt_kafka_conf(const config_t *config, const char *role, char *errstr,
                                       size_t errstr_size);
 
+/* Sets librdkafka property `name` to `value` in conf (from rt_kafka_conf()
+ * for role) unless the configuration sets it, as kafka.<name> or
+ * kafka.<role>.<name>: reel's defaults never override the user's. */
+void rt_kafka_conf_default(struct rd_kafka_conf_s *conf, const config_t *config, const char *role,
+                           const char *name, const char *value);
+
 #endif

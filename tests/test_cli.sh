@@ -60,6 +60,19 @@ jq -e -s 'map(select(.value.item_id == "1"))[0].value == {"item_id":"1","title":
 jq -e -s 'map(select(.value.item_id == "5"))[0].value.tags == []' "$WORK/items.out" >/dev/null ||
     fail "a missing array field did not take its default"
 
+# --receive-time: the wall clock at receipt, after the record was produced.
+before=$(date +%s%3N)
+# shellcheck disable=SC2046
+"$REEL" consume --topic items --from-beginning --max 3 --timeout-ms 10000 --receive-time \
+    $(reel_opts) >"$WORK/items-rt.out" 2>/dev/null || fail "consume --receive-time failed"
+after=$(date +%s%3N)
+jq -e -s --argjson b "$before" --argjson a "$after" \
+    'length == 3 and all(.[]; (.received | type) == "number" and .received >= .timestamp
+        and .received >= $b and .received <= $a)' "$WORK/items-rt.out" >/dev/null ||
+    fail "--receive-time: $(head -1 "$WORK/items-rt.out")"
+jq -e -s 'all(.[]; has("received") | not)' "$WORK/items.out" >/dev/null ||
+    fail "received printed without --receive-time"
+
 # consume without --from-beginning starts at the end: nothing old shows.
 # shellcheck disable=SC2046
 n=$("$REEL" consume --topic items --timeout-ms 2000 $(reel_opts) 2>/dev/null | wc -l)

@@ -58,6 +58,29 @@ static void test_unknown_kafka_key_is_reported(void **state) {
     config_destroy(c);
 }
 
+/* reel's own client defaults (linger.ms, idempotence) give way to the
+ * user's, set for all clients or for the role. */
+static void test_defaults_never_override_the_user(void **state) {
+    (void)state;
+    char err[256], v[256];
+    const char *set[][2] = {{NULL, NULL},
+                            {"kafka.linger.ms", "0"},
+                            {"kafka.producer.linger.ms", "3"},
+                            {"kafka.consumer.linger.ms", "7"}};
+    const char *want[] = {"20", "0", "3", "20"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        config_t *c = config_new();
+        if (set[i][0]) config_set(c, set[i][0], set[i][1]);
+        rd_kafka_conf_t *prod = rt_kafka_conf(c, "producer", err, sizeof err);
+        assert_non_null(prod);
+        rt_kafka_conf_default(prod, c, "producer", "linger.ms", "20");
+        conf_value(prod, "linger.ms", v, sizeof v);
+        assert_string_equal(v, want[i]);
+        rd_kafka_conf_destroy(prod);
+        config_destroy(c);
+    }
+}
+
 /* Every key of a worker carries its group as a hash tag. */
 static void test_keys_carry_the_group_hash_tag(void **state) {
     (void)state;
@@ -86,6 +109,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kafka_keys_are_routed_by_role),
         cmocka_unit_test(test_unknown_kafka_key_is_reported),
+        cmocka_unit_test(test_defaults_never_override_the_user),
         cmocka_unit_test(test_keys_carry_the_group_hash_tag),
         cmocka_unit_test(test_runtime_defaults_are_declared),
     };

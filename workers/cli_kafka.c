@@ -186,6 +186,7 @@ typedef struct topic_args {
     long long max;
     long long timeout_ms;
     int raw;
+    int receive_time; /* consume: add "received", the wall clock at receipt */
 } topic_args_t;
 
 static int topic_arg(int argc, char **argv, int i, void *opaque) {
@@ -196,6 +197,10 @@ static int topic_arg(int argc, char **argv, int i, void *opaque) {
     }
     if (strcmp(argv[i], "--raw-base64") == 0) {
         a->raw = 1;
+        return 1;
+    }
+    if (strcmp(argv[i], "--receive-time") == 0) {
+        a->receive_time = 1;
         return 1;
     }
     if (i + 1 >= argc) return 0;
@@ -220,7 +225,7 @@ static void on_produced(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 int cmd_produce(int argc, char **argv) {
-    topic_args_t a = {NULL, 0, -1, -1, 0};
+    topic_args_t a = {NULL, 0, -1, -1, 0, 0};
     const char *overrides[256];
     cli_opts_t opts = {NULL, overrides, 0};
     if (parse_args(argc, argv, &opts, overrides, 256, topic_arg, &a) < 0) return 2;
@@ -269,8 +274,8 @@ int cmd_produce(int argc, char **argv) {
         status = 2;
         goto done;
     }
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
-    rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof err);
+    rt_kafka_conf_default(conf, config, "producer", "enable.idempotence", "true");
+    rt_kafka_conf_default(conf, config, "producer", "linger.ms", "20");
     rd_kafka_conf_set_dr_msg_cb(conf, on_produced);
     rd_kafka_conf_set_opaque(conf, &failed);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
@@ -409,14 +414,16 @@ static json_t *record_json(codec_t *codec, const rd_kafka_message_t *m, int is_d
 }
 
 int cmd_consume(int argc, char **argv) {
-    topic_args_t a = {NULL, 0, -1, -1, 0};
+    topic_args_t a = {NULL, 0, -1, -1, 0, 0};
     const char *overrides[256];
     cli_opts_t opts = {NULL, overrides, 0};
     if (parse_args(argc, argv, &opts, overrides, 256, topic_arg, &a) < 0) return 2;
     if (!a.topic) {
         fprintf(stderr, "usage: reel consume --topic T [--from-beginning] [--max N] "
-                        "[--timeout-ms MS] [-c FILE] [-X k=v]...\n"
-                        "  --timeout-ms: stop after this long without a new record\n");
+                        "[--timeout-ms MS] [--receive-time] [-c FILE] [-X k=v]...\n"
+                        "  --timeout-ms: stop after this long without a new record\n"
+                        "  --receive-time: add \"received\", epoch ms when the record "
+                        "arrived here\n");
         return 2;
     }
     config_t *config = cli_config(&opts);
@@ -483,10 +490,15 @@ int cmd_consume(int argc, char **argv) {
         }
         last = wall_ms();
         json_t *o = record_json(codec, m, is_dlq);
+        /* Beside the producer's CreateTime, this gives produce-to-consume
+         * latency on one machine's clock (bench/recommend). */
+        if (a.receive_time) json_object_set_new(o, "received", json_integer(last));
         char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (text) {
             fputs(text, stdout);
             fputc('\n', stdout);
+            /* A live reader's lines are read as they come. */
+            if (a.receive_time) fflush(stdout);
             free(text);
         }
         json_decref(o);
