@@ -1075,6 +1075,14 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
         snprintf(errstr, errstr_size, "producer: %s", err);
         goto fail;
     }
+    /* librdkafka learns a topic's partitions only at its once-a-second scan
+     * of unknown topics, so the first output to each topic (the first DLQ
+     * record, say) waited up to a second, and its batch with it. One
+     * metadata request now fills the cache for every topic that exists.
+     * Best effort: with the brokers away it only costs its timeout. */
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(ctx->producer, 1, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
 
     rd_kafka_conf_t *cconf = rt_kafka_conf(config, "consumer", errstr, errstr_size);
     if (!cconf) goto fail;

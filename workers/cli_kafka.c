@@ -241,6 +241,7 @@ int cmd_produce(int argc, char **argv) {
     int status = 0;
     codec_t *codec = codec_new(err, sizeof err);
     rd_kafka_t *rk = NULL;
+    rd_kafka_topic_t *rkt = NULL;
     const codec_schema_t *s = NULL;
     avro_value_t value;
     int have_value = 0;
@@ -284,6 +285,14 @@ int cmd_produce(int argc, char **argv) {
         status = 1;
         goto done;
     }
+    /* A new producer learns a topic's partitions only at librdkafka's
+     * once-a-second scan of unknown topics, after the first record: the
+     * first records waited up to a second. Asking now avoids that. Best
+     * effort: a topic the cluster creates on first use still works. */
+    rkt = rd_kafka_topic_new(rk, a.topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
     ssize_t got;
     while ((got = getline(&line, &line_cap, stdin)) >= 0) {
         lineno++;
@@ -344,6 +353,7 @@ done:
     free(line);
     codec_buf_free(&buf);
     if (have_value) avro_value_decref(&value);
+    if (rkt) rd_kafka_topic_destroy(rkt);
     if (rk) rd_kafka_destroy(rk);
     if (codec) codec_destroy(codec);
     config_destroy(config);
