@@ -276,14 +276,14 @@ rd_kafka_conf_t *rt_kafka_conf(const config_t *config, const char *role, char *e
     return conf;
 }
 
-void rt_kafka_conf_default(rd_kafka_conf_t *conf, const config_t *config, const char *role,
-                           const char *name, const char *value) {
-    char key[256], err[256];
+int rt_kafka_conf_default(rd_kafka_conf_t *conf, const config_t *config, const char *role,
+                          const char *name, const char *value, char *errstr, size_t errstr_size) {
+    char key[256];
     snprintf(key, sizeof key, "kafka.%s", name);
-    if (config_get(config, key, NULL)) return;
+    if (config_get(config, key, NULL)) return 0;
     snprintf(key, sizeof key, "kafka.%s.%s", role, name);
-    if (config_get(config, key, NULL)) return;
-    rd_kafka_conf_set(conf, name, value, err, sizeof err);
+    if (config_get(config, key, NULL)) return 0;
+    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) == RD_KAFKA_CONF_OK ? 0 : -1;
 }
 
 /* ---- producing: outputs and the DLQ ---- */
@@ -1054,19 +1054,16 @@ static rt_ctx_t *ctx_new(const worker_def_t *def, config_t *config, metrics_t *m
     /* Every record up to max.record.bytes must fit into a DLQ record (with
      * its key and headers): librdkafka's default message.max.bytes (1 MB)
      * is below max.record.bytes' default (8 MiB). An explicit setting wins. */
-    if (!config_get(config, "kafka.message.max.bytes", NULL) &&
-        !config_get(config, "kafka.producer.message.max.bytes", NULL)) {
-        char mmb[32];
-        size_t want = ctx->max_record_bytes + 65536;
-        snprintf(mmb, sizeof mmb, "%zu", want < 1000000 ? (size_t)1000000 : want);
-        if (rd_kafka_conf_set(pconf, "message.max.bytes", mmb, err, sizeof err) !=
-            RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(pconf);
-            snprintf(errstr, errstr_size, "producer message.max.bytes=%s: %s", mmb, err);
-            goto fail;
-        }
+    char mmb[32];
+    size_t want = ctx->max_record_bytes + 65536;
+    snprintf(mmb, sizeof mmb, "%zu", want < 1000000 ? (size_t)1000000 : want);
+    if (rt_kafka_conf_default(pconf, config, "producer", "message.max.bytes", mmb, err,
+                              sizeof err) < 0) {
+        rd_kafka_conf_destroy(pconf);
+        snprintf(errstr, errstr_size, "producer message.max.bytes=%s: %s", mmb, err);
+        goto fail;
     }
-    rt_kafka_conf_default(pconf, config, "producer", "linger.ms", "5");
+    rt_kafka_conf_default(pconf, config, "producer", "linger.ms", "5", err, sizeof err);
     rd_kafka_conf_set_dr_msg_cb(pconf, on_delivery);
     rd_kafka_conf_set_error_cb(pconf, on_kafka_error);
     rd_kafka_conf_set_opaque(pconf, ctx);

@@ -149,8 +149,10 @@ struct rd_kafka_conf_s *rt_kafka_conf(const config_t *config, const char *role, 
 
 /* Sets librdkafka property `name` to `value` in conf (from rt_kafka_conf()
  * for role) unless the configuration sets it, as kafka.<name> or
- * kafka.<role>.<name>: reel's defaults never override the user's. */
-void rt_kafka_conf_default(struct rd_kafka_conf_s *conf, const config_t *config, const char *role,
-                           const char *name, const char *value);
+ * kafka.<role>.<name>: reel's defaults never override the user's. Returns 0
+ * (set, or left to the user's value), or -1 with librdkafka's reason in
+ * errstr. */
+int rt_kafka_conf_default(struct rd_kafka_conf_s *conf, const config_t *config, const char *role,
+                          const char *name, const char *value, char *errstr, size_t errstr_size);
 
 #endif

@@ -73,7 +73,8 @@ static void test_defaults_never_override_the_user(void **state) {
         if (set[i][0]) config_set(c, set[i][0], set[i][1]);
         rd_kafka_conf_t *prod = rt_kafka_conf(c, "producer", err, sizeof err);
         assert_non_null(prod);
-        rt_kafka_conf_default(prod, c, "producer", "linger.ms", "20");
+        assert_int_equal(
+            rt_kafka_conf_default(prod, c, "producer", "linger.ms", "20", err, sizeof err), 0);
         conf_value(prod, "linger.ms", v, sizeof v);
         assert_string_equal(v, want[i]);
         rd_kafka_conf_destroy(prod);

@@ -275,8 +275,8 @@ int cmd_produce(int argc, char **argv) {
         status = 2;
         goto done;
     }
-    rt_kafka_conf_default(conf, config, "producer", "enable.idempotence", "true");
-    rt_kafka_conf_default(conf, config, "producer", "linger.ms", "20");
+    rt_kafka_conf_default(conf, config, "producer", "enable.idempotence", "true", err, sizeof err);
+    rt_kafka_conf_default(conf, config, "producer", "linger.ms", "20", err, sizeof err);
     rd_kafka_conf_set_dr_msg_cb(conf, on_produced);
     rd_kafka_conf_set_opaque(conf, &failed);
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
